@@ -1,0 +1,10 @@
+from django.urls import re_path
+
+from metrics.api import views
+
+# With or without a trailing slash: scripts written for the original sampler use neither.
+urlpatterns = [
+    re_path(r"^health/?$", views.health, name="health"),
+    re_path(r"^api/metrics/realtime/?$", views.RealtimeView.as_view(), name="realtime"),
+    re_path(r"^api/stats/summary/?$", views.SummaryView.as_view(), name="summary"),
+]

@@ -1,0 +1,64 @@
+"""The live dashboard's WebSocket: the latest sample on connect, then every new one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from metrics.api.serializers import InterfaceQuerySerializer
+from metrics.relay import GROUP, latest_message, relay
+
+
+def _validate(query: dict[str, str]) -> tuple[str | None, Any]:
+    params = InterfaceQuerySerializer(data=query)
+    if params.is_valid():
+        return params.validated_data.get("iface"), None
+    return None, params.errors
+
+
+class MetricsConsumer(AsyncJsonWebsocketConsumer):
+    """ws://HOST/ws/metrics/[?iface=NAME]; without iface, follows the newest-sampled interface."""
+
+    iface: str | None = None
+    last_timestamp: datetime | None = None
+    subscribed = False
+
+    async def connect(self) -> None:
+        await self.accept()
+        query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode("latin-1")).items()}
+        self.iface, errors = await database_sync_to_async(_validate)(query)
+        if errors:
+            await self.send_json({"type": "error", "detail": errors})
+            await self.close(code=4400)
+            return
+        # Subscribe before reading the latest sample: a sample written in between then arrives
+        # twice rather than never, and the timestamp check below drops the repeat.
+        await self.channel_layer.group_add(GROUP, self.channel_name)
+        await relay.subscribe()
+        self.subscribed = True
+        latest = await database_sync_to_async(latest_message)(self.iface)
+        if latest is not None:
+            await self.deliver(latest)
+
+    async def disconnect(self, code: int) -> None:
+        if self.subscribed:
+            relay.unsubscribe()
+            await self.channel_layer.group_discard(GROUP, self.channel_name)
+
+    async def sample_message(self, event: dict[str, Any]) -> None:
+        message = event["message"]
+        if self.iface is None or message["interface"] == self.iface:
+            await self.deliver(message)
+
+    async def deliver(self, message: dict[str, Any]) -> None:
+        timestamp = datetime.fromisoformat(message["timestamp"])
+        last = self.last_timestamp
+        if last is not None and timestamp <= last and message["interface"] == self.iface:
+            return
+        self.iface = message["interface"]
+        self.last_timestamp = timestamp
+        await self.send_json(message)

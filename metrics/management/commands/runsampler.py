@@ -1,0 +1,112 @@
+"""`manage.py runsampler`: count an interface's traffic in the kernel, one Sample per tick."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+from django.utils import timezone
+
+from metrics.models import SamplerRun
+from metrics.sampler import Sampler, StatusLog
+
+log = logging.getLogger("netmetrics.sampler")
+
+
+class Command(BaseCommand):
+    help = "Attach netmetrics' XDP and TC programs to an interface and record a sample per tick."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--iface", required=True, help="interface to measure, e.g. eth0")
+        parser.add_argument(
+            "--interval", type=float, default=1.0, help="seconds between samples (default 1)"
+        )
+        parser.add_argument(
+            "--mode",
+            choices=["auto", "native", "skb"],
+            default="auto",
+            help="XDP mode: auto tries native (driver) XDP, then generic (skb)",
+        )
+        parser.add_argument(
+            "--no-egress", action="store_true", help="measure ingress only (no TC program)"
+        )
+
+    def handle(self, *args: Any, iface: str, interval: float, mode: str, **options: Any) -> None:
+        if not 0.1 <= interval <= 3600:
+            raise CommandError("--interval must be between 0.1 and 3600 seconds")
+        self.stopping = threading.Event()
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+
+        # Imported here: bcc is only needed by this command, and its absence is reported by
+        # preflight() as one line instead of an ImportError at Django start-up.
+        from bpf.loader import PreflightError, TrafficCounter, preflight
+
+        egress = not options["no_egress"]
+        try:
+            preflight(iface)
+            counter = TrafficCounter(
+                iface, mode=mode, egress=egress, app_ports=settings.NETMETRICS_APP_PORTS
+            )
+        except PreflightError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            got_mode = counter.attach()
+            attached = time.monotonic()
+            run = self.start_run(iface, got_mode, egress, interval)
+            log.info(
+                "sampling %s every %gs: %s XDP, egress %s",
+                iface,
+                interval,
+                got_mode,
+                "on (TC)" if egress else "off",
+            )
+            self.loop(Sampler(run, counter.read, attached), interval)
+        except PreflightError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            counter.detach()
+        log.info("stopped sampling %s; programs detached", iface)
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        self.stopping.set()
+
+    def start_run(self, iface: str, mode: str, egress: bool, interval: float) -> SamplerRun:
+        try:
+            return SamplerRun.objects.create(
+                interface=iface,
+                mode=mode,
+                egress=egress,
+                interval=interval,
+                pid=os.getpid(),
+                started_at=timezone.now(),
+            )
+        except DatabaseError as exc:
+            raise CommandError(
+                f"cannot write the database {settings.DATABASES['default']['NAME']}: {exc} "
+                "(run 'make setup' for migrations; check NETMETRICS_DB and its permissions)"
+            ) from None
+
+    def loop(self, sampler: Sampler, interval: float) -> None:
+        """Tick on wall-clock multiples of the interval until SIGINT/SIGTERM, then flush."""
+        status = StatusLog(sampler.run)
+        while not self.stopping.wait(_until_next_boundary(interval)):
+            status.add(sampler.tick(), sampler.failed_writes)
+        sampler.flush()
+        try:
+            sampler.run.stop(timezone.now())
+        except DatabaseError as exc:
+            log.warning("%s: could not mark the run stopped (%s)", sampler.run.interface, exc)
+
+
+def _until_next_boundary(interval: float) -> float:
+    now = time.time()
+    return (math.floor(now / interval) + 1) * interval - now

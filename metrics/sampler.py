@@ -1,0 +1,89 @@
+"""Turning the kernel's cumulative counters into Sample rows, one tick at a time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from django.db import DatabaseError, connection
+from django.utils import timezone
+
+from metrics.models import Sample, SamplerRun
+
+log = logging.getLogger("netmetrics.sampler")
+
+ReadCounters = Callable[[], Mapping[str, int]]
+
+
+class Sampler:
+    """Records one Sample per tick for a run, from a function returning cumulative counters.
+
+    The interval of a sample is the real time since the last sample that was written, so a late
+    tick or a failed write widens the next sample instead of losing or inventing traffic.
+    """
+
+    def __init__(self, run: SamplerRun, read: ReadCounters, started: float) -> None:
+        self.run = run
+        self.read = read
+        self.last_written = started  # time.monotonic() of the counters the run holds
+        self.failed_writes = 0
+
+    def tick(self) -> Sample | None:
+        counters = self.read()
+        now = time.monotonic()
+        try:
+            sample = self.run.record(counters, timezone.now(), now - self.last_written)
+        except DatabaseError as exc:
+            self.failed_writes += 1
+            log.warning("%s: sample not written (%s); retrying next tick", self.run.interface, exc)
+            # A broken connection (file replaced, disk error) is reopened on the next try.
+            connection.close_if_unusable_or_obsolete()
+            return None
+        self.last_written = now
+        return sample
+
+    def flush(self, attempts: int = 5, pause: float = 1.0) -> None:
+        """Write the last partial interval at shutdown, waiting out a briefly locked database."""
+        for _ in range(attempts):
+            if self.tick() is not None:
+                return
+            time.sleep(pause)
+        log.error("%s: the counts since the last sample could not be written", self.run.interface)
+
+
+class StatusLog:
+    """A short status line at most once per period: enough to see the sampler is alive."""
+
+    def __init__(self, run: SamplerRun, period: float = 60.0) -> None:
+        self.run = run
+        self.period = period
+        self._reset()
+
+    def _reset(self) -> None:
+        self.since = time.monotonic()
+        self.samples = 0
+        self.bytes = {"rx": 0, "tx": 0}
+        self.seconds = 0.0
+
+    def add(self, sample: Sample | None, failed_writes: int) -> None:
+        if sample is not None:
+            self.samples += 1
+            self.seconds += sample.elapsed
+            self.bytes["rx"] += sample.rx_total_bytes
+            self.bytes["tx"] += sample.tx_total_bytes
+        if time.monotonic() - self.since < self.period:
+            return
+        rates = ", ".join(
+            f"{direction} {8 * count / max(self.seconds, 1e-9) / 1e6:.3f} Mbit/s"
+            for direction, count in self.bytes.items()
+            if direction == "rx" or self.run.egress
+        )
+        log.info(
+            "%s: %d samples, %s, %d failed writes so far",
+            self.run.interface,
+            self.samples,
+            rates,
+            failed_writes,
+        )
+        self._reset()

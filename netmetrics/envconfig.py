@@ -1,0 +1,61 @@
+"""Reading netmetrics' configuration from the environment."""
+
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from netmetrics.sudo import give_to_invoking_user
+
+
+def env_bool(name: str, *, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r}: use 1/true/yes or 0/false/no")
+
+
+def env_list(name: str, *, default: list[str]) -> list[str]:
+    value = os.environ.get(name, "")
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    return items or default
+
+
+def env_ports(name: str, *, default: Sequence[int]) -> tuple[int, ...]:
+    items = env_list(name, default=[])
+    if not items:
+        return tuple(default)
+    try:
+        ports = tuple(int(item) for item in items)
+    except ValueError:
+        ports = ()
+    if not ports or not all(0 < port < 65536 for port in ports):
+        raise ImproperlyConfigured(f"{name}={os.environ[name]!r}: expected ports 1-65535, comma-separated")
+    return ports
+
+
+def secret_key(directory: Path) -> str:
+    """The key kept in directory/secret_key, made on first use so sessions survive restarts."""
+    path = directory / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    directory.mkdir(parents=True, exist_ok=True)
+    give_to_invoking_user(directory)
+    key = secrets.token_urlsafe(50)
+    # O_EXCL: when two processes start at once, the second one reads the first one's key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    give_to_invoking_user(path)
+    return key

@@ -1,0 +1,119 @@
+"""Settings for netmetrics, read from the environment with defaults that work out of the box.
+
+NETMETRICS_DB             SQLite file (default var/netmetrics.sqlite3 in the checkout)
+NETMETRICS_SECRET_KEY     else one is generated once and kept beside the database
+NETMETRICS_DEBUG          1/true/yes to turn Django's debug mode on (default off)
+NETMETRICS_ALLOWED_HOSTS  comma-separated host names (default: loopback names)
+NETMETRICS_HTTP_PORTS, NETMETRICS_HTTPS_PORTS, NETMETRICS_DNS_PORTS
+                          comma-separated ports of the application classes (80, 443, 53)
+"""
+
+import os
+from pathlib import Path
+
+from bpf.classes import DEFAULT_APP_PORTS
+from netmetrics.envconfig import env_bool, env_list, env_ports, secret_key
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DATABASE_PATH = Path(os.environ.get("NETMETRICS_DB") or BASE_DIR / "var" / "netmetrics.sqlite3")
+SECRET_KEY = os.environ.get("NETMETRICS_SECRET_KEY") or secret_key(DATABASE_PATH.parent)
+DEBUG = env_bool("NETMETRICS_DEBUG", default=False)
+ALLOWED_HOSTS = env_list("NETMETRICS_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+# Ports that make a TCP/UDP packet count as http, https or dns (see bpf.classes.APP_PROTOCOLS).
+NETMETRICS_APP_PORTS = {
+    name: env_ports(f"NETMETRICS_{name.upper()}_PORTS", default=ports)
+    for name, ports in DEFAULT_APP_PORTS.items()
+}
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "metrics",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "netmetrics.urls"
+ASGI_APPLICATION = "netmetrics.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# WAL lets the web server read while the sampler writes; the busy timeout makes a writer wait
+# for a lock instead of failing at once (the sampler retries a failed write on its next tick).
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATABASE_PATH,
+        "OPTIONS": {
+            "timeout": 5,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# One web process by default: the in-memory layer needs no extra server. Samples written by the
+# sampler process reach it through metrics.relay, which watches the database.
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "metrics.api.errors.exception_handler",
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Serve straight from the app and static/ folders: no collectstatic step to forget.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "netmetrics": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}

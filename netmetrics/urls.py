@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import TemplateView
+
+admin.site.site_header = "netmetrics"
+admin.site.site_title = "netmetrics admin"
+admin.site.index_title = "Traffic history"
+admin.site.site_url = "/"  # "View site" goes to the dashboard
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="dashboard.html"), name="dashboard"),
+    path("", include("metrics.api.urls")),
+    path("admin/", admin.site.urls),
+]

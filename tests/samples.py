@@ -1,0 +1,32 @@
+"""Runs and samples written through the models' own code, for tests that need history."""
+
+from datetime import UTC, datetime, timedelta
+
+from bpf.classes import COUNTER_NAMES
+from metrics.models import SamplerRun
+
+T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+
+
+def counters(**values: int) -> dict[str, int]:
+    """Cumulative kernel counters: zero but for the given ones."""
+    unknown = set(values) - set(COUNTER_NAMES)
+    assert not unknown, unknown
+    return {name: values.get(name, 0) for name in COUNTER_NAMES}
+
+
+def start_run(
+    interface: str = "eth0", egress: bool = True, started_at: datetime = T0, interval: float = 1.0
+) -> SamplerRun:
+    return SamplerRun.objects.create(
+        interface=interface,
+        mode="native",
+        egress=egress,
+        interval=interval,
+        pid=4242,
+        started_at=started_at,
+    )
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)

@@ -1,0 +1,110 @@
+"""The live WebSocket: latest sample on connect, then samples as another writer adds them."""
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.utils import timezone
+
+from metrics.relay import relay
+from netmetrics.asgi import application
+from tests.samples import counters, start_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HEADERS = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+
+
+def connect(path: str) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, path, headers=HEADERS)
+
+
+def test_latest_on_connect_then_each_new_sample_with_its_totals() -> None:
+    now = timezone.now()
+    run = start_run(started_at=now)
+    run.record(counters(rx_total_packets=2, rx_total_bytes=200), now, 1.0)
+
+    @async_to_sync
+    async def scenario() -> list[dict]:
+        ws = connect("/ws/metrics/")
+        connected, _ = await ws.connect()
+        assert connected
+        received = [await ws.receive_json_from(timeout=2)]
+        # Two samples written "by the sampler" between two polls of the relay.
+        await sync_to_async(run.record)(
+            counters(rx_total_packets=5, rx_total_bytes=500), timezone.now(), 1.0
+        )
+        await sync_to_async(run.record)(
+            counters(rx_total_packets=9, rx_total_bytes=900), timezone.now(), 1.0
+        )
+        received.append(await ws.receive_json_from(timeout=2))
+        received.append(await ws.receive_json_from(timeout=2))
+        await ws.disconnect()
+        return received
+
+    first, second, third = scenario()
+    assert [m["type"] for m in (first, second, third)] == ["sample"] * 3
+    assert [m["totals"]["rx"]["packets"] for m in (first, second, third)] == [2, 5, 9]
+    assert [m["packets_per_sec"] for m in (first, second, third)] == [2, 3, 4]
+    assert first["interface"] == "eth0" and first["sampler_running"] is True
+    assert relay.subscribers == 0
+
+
+def test_only_the_requested_interface() -> None:
+    now = timezone.now()
+    eth0, veth1 = start_run("eth0", started_at=now), start_run("veth1", started_at=now)
+    veth1.record(counters(rx_total_packets=1, rx_total_bytes=64), now, 1.0)
+
+    @async_to_sync
+    async def scenario() -> list[dict]:
+        ws = connect("/ws/metrics/?iface=veth1")
+        assert (await ws.connect())[0]
+        received = [await ws.receive_json_from(timeout=2)]
+        await sync_to_async(eth0.record)(counters(rx_total_packets=7, rx_total_bytes=700), timezone.now(), 1.0)
+        await sync_to_async(veth1.record)(counters(rx_total_packets=3, rx_total_bytes=192), timezone.now(), 1.0)
+        received.append(await ws.receive_json_from(timeout=2))
+        assert await ws.receive_nothing(timeout=0.5)
+        await ws.disconnect()
+        return received
+
+    assert [(m["interface"], m["total_packets"]) for m in scenario()] == [("veth1", 1), ("veth1", 3)]
+
+
+def test_unknown_interface_gets_an_error_and_a_close() -> None:
+    @async_to_sync
+    async def scenario() -> tuple[dict, dict]:
+        ws = connect("/ws/metrics/?iface=nope0")
+        assert (await ws.connect())[0]
+        error = await ws.receive_json_from(timeout=2)
+        closed = await ws.receive_output(timeout=2)
+        return error, closed
+
+    error, closed = scenario()
+    assert error["type"] == "error" and "nope0" in error["detail"]["iface"][0]
+    assert closed == {"type": "websocket.close", "code": 4400}
+
+
+def test_waits_for_the_first_sample_when_there_is_none() -> None:
+    @async_to_sync
+    async def scenario() -> dict:
+        ws = connect("/ws/metrics/")
+        assert (await ws.connect())[0]
+        assert await ws.receive_nothing(timeout=0.3)
+        run = await sync_to_async(start_run)(started_at=timezone.now())
+        await sync_to_async(run.record)(counters(tx_total_packets=1, tx_total_bytes=42), timezone.now(), 1.0)
+        message = await ws.receive_json_from(timeout=2)
+        await ws.disconnect()
+        return message
+
+    assert scenario()["totals"]["tx"]["bytes"] == 42
+
+
+def test_foreign_origin_is_refused() -> None:
+    @async_to_sync
+    async def scenario() -> bool:
+        ws = WebsocketCommunicator(
+            application, "/ws/metrics/", headers=[(b"origin", b"http://evil.example")]
+        )
+        connected, _ = await ws.connect()
+        return connected
+
+    assert scenario() is False

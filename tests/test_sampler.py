@@ -1,0 +1,84 @@
+"""The sampler's bookkeeping, with a fake counter source: no root needed."""
+
+import itertools
+
+import pytest
+from django.db import OperationalError
+
+from metrics.models import Sample, SamplerRun
+from metrics.sampler import Sampler
+from tests.samples import counters, start_run
+
+pytestmark = pytest.mark.django_db
+
+
+class FakeKernel:
+    """Cumulative counters that grow by 10 packets / 1000 bytes in and 5 / 300 out per read."""
+
+    def __init__(self) -> None:
+        self.reads = itertools.count(1)
+
+    def __call__(self) -> dict[str, int]:
+        n = next(self.reads)
+        return counters(
+            rx_total_packets=10 * n,
+            rx_total_bytes=1000 * n,
+            tx_total_packets=5 * n,
+            tx_total_bytes=300 * n,
+        )
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """time.monotonic() as seen by the sampler: 100.0, then whatever the test sets."""
+    now = [100.0]
+    monkeypatch.setattr("metrics.sampler.time.monotonic", lambda: now[0])
+    return now
+
+
+def test_each_tick_writes_the_delta_over_the_real_elapsed_time(clock) -> None:
+    run = start_run()
+    sampler = Sampler(run, FakeKernel(), started=100.0)
+    clock[0] = 101.0
+    sampler.tick()
+    clock[0] = 102.5  # a late tick: its rates use 1.5 s, not 1 s
+    sampler.tick()
+    first, second = Sample.objects.order_by("pk")
+    assert (first.rx_total_packets, first.rx_total_bytes, first.elapsed) == (10, 1000, 1.0)
+    assert (second.rx_total_packets, second.tx_total_bytes, second.elapsed) == (10, 300, 1.5)
+    run.refresh_from_db()
+    assert run.last_sample == second
+    assert (run.rx_total_bytes, run.tx_total_packets) == (2000, 10)
+    assert run.measured_seconds == 2.5
+    assert run.peak_bandwidth_bps == 1300 * 8 / 1.0
+
+
+def test_a_failed_write_loses_nothing_and_counts_nothing_twice(clock, monkeypatch) -> None:
+    run = start_run()
+    sampler = Sampler(run, FakeKernel(), started=100.0)
+    clock[0] = 101.0
+    sampler.tick()
+
+    original = Sample.objects.create
+    monkeypatch.setattr(
+        Sample.objects, "create", lambda **kw: (_ for _ in ()).throw(OperationalError("locked"))
+    )
+    clock[0] = 102.0
+    assert sampler.tick() is None
+    assert sampler.failed_writes == 1
+    monkeypatch.setattr(Sample.objects, "create", original)
+
+    clock[0] = 103.0
+    sampler.tick()
+    samples = list(Sample.objects.order_by("pk"))
+    assert [s.rx_total_packets for s in samples] == [10, 20]  # the second covers the failed one
+    assert [s.elapsed for s in samples] == [1.0, 2.0]
+    assert sum(s.rx_total_bytes for s in samples) == SamplerRun.objects.get().rx_total_bytes == 3000
+
+
+def test_flush_writes_the_last_partial_interval(clock) -> None:
+    run = start_run()
+    sampler = Sampler(run, FakeKernel(), started=100.0)
+    clock[0] = 100.4
+    sampler.flush()
+    assert Sample.objects.get().elapsed == pytest.approx(0.4)
