@@ -68,13 +68,25 @@ class SamplerRunAdmin(ReadOnlyAdmin):
 
 @admin.register(Sample)
 class SampleAdmin(ReadOnlyAdmin):
-    list_display = ("timestamp", "interface", "rx_bandwidth", "tx_bandwidth", "rx_pps", "tx_pps", "elapsed")
+    list_display = (
+        "time",
+        "interface",
+        "rx_bandwidth",
+        "tx_bandwidth",
+        "rx_pps",
+        "tx_pps",
+        "elapsed",
+    )
     list_filter = (InterfaceFilter,)
     date_hierarchy = "timestamp"
     ordering = ("-timestamp",)
     list_select_related = ("run",)
     # COUNT(*) over months of one-second rows is slow and tells the reader little.
     show_full_result_count = False
+
+    @admin.display(description="time (UTC)", ordering="timestamp")
+    def time(self, sample: Sample) -> str:
+        return f"{sample.timestamp:%Y-%m-%d %H:%M:%S}"
 
     @admin.display(description="rx bandwidth")
     def rx_bandwidth(self, sample: Sample) -> str:

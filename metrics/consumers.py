@@ -29,7 +29,9 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.accept()
-        query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode("latin-1")).items()}
+        query = {
+            k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode("latin-1")).items()
+        }
         self.iface, errors = await database_sync_to_async(_validate)(query)
         if errors:
             await self.send_json({"type": "error", "detail": errors})

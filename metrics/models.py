@@ -79,7 +79,7 @@ class SamplerRun(CounterColumns):
         return (now - self.last_sample.timestamp).total_seconds() < 3 * self.interval
 
     def record(self, counters: Mapping[str, int], timestamp: datetime, elapsed: float) -> Sample:
-        """Store the interval since the last recorded sample, given the kernel's cumulative counters.
+        """Store the interval since the last recorded sample, from the kernel's cumulative counters.
 
         The delta is taken against this run's own cumulative columns, which change only when the
         write commits: after a failed write (database locked, disk full) the next call covers the

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from bpf.classes import COUNTER_NAMES
 from metrics.api.serializers import RealtimeSerializer
-from metrics.models import Sample, SamplerRun
+from metrics.models import SamplerRun
 from metrics.snapshot import Snapshot
 
 log = logging.getLogger("netmetrics.relay")
@@ -98,7 +98,12 @@ class SampleRelay:
             running = run.is_running(now)
             # Newest first: each older sample's totals are the newer totals minus its successor.
             for sample in samples:
-                out.append((sample.timestamp, sample_message(Snapshot(sample, dict(counters), run.egress, running))))
+                out.append(
+                    (
+                        sample.timestamp,
+                        sample_message(Snapshot(sample, dict(counters), run.egress, running)),
+                    )
+                )
                 for name in COUNTER_NAMES:
                     counters[name] -= getattr(sample, name)
             self.seen[run.pk] = run.last_sample_id

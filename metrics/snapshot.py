@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime
+from functools import cached_property
 
 from bpf.classes import CLASSES, counter_name
 from metrics.models import Sample, SamplerRun

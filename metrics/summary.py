@@ -68,11 +68,11 @@ def window_summary(interface: str, window: str, span: timedelta | None, now: dat
     samples = Sample.objects.filter(interface=interface)
     if span is not None:
         samples = samples.filter(timestamp__gt=now - span)
-    names = [counter_name(d, c, "bytes") for d in DIRECTIONS for c in ("total", *PERCENTAGE_CLASSES)]
+    names = [
+        counter_name(d, c, "bytes") for d in DIRECTIONS for c in ("total", *PERCENTAGE_CLASSES)
+    ]
     names += [counter_name(d, "total", "packets") for d in DIRECTIONS]
-    sums = samples.aggregate(
-        seconds=Sum("elapsed"), **{name: Sum(name) for name in names}
-    )
+    sums = samples.aggregate(seconds=Sum("elapsed"), **{name: Sum(name) for name in names})
     return Summary(
         interface=interface,
         window=window,

@@ -10,7 +10,13 @@ def _scale(value: float, base: int, units: tuple[str, ...]) -> tuple[float, str]
 
 
 def _three_digits(value: float) -> str:
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return (
+        f"{value:.0f}"
+        if abs(value) >= 100
+        else f"{value:.1f}"
+        if abs(value) >= 10
+        else f"{value:.2f}"
+    )
 
 
 def format_bps(bits_per_second: float) -> str:

@@ -36,7 +36,9 @@ def env_ports(name: str, *, default: Sequence[int]) -> tuple[int, ...]:
     except ValueError:
         ports = ()
     if not ports or not all(0 < port < 65536 for port in ports):
-        raise ImproperlyConfigured(f"{name}={os.environ[name]!r}: expected ports 1-65535, comma-separated")
+        raise ImproperlyConfigured(
+            f"{name}={os.environ[name]!r}: expected ports 1-65535, comma-separated"
+        )
     return ports
 
 

@@ -4,6 +4,7 @@ The sampler needs root, the web server does not: without this, `sudo make run` w
 database (and its -wal/-shm files) that `manage.py runserver` could not open as that user.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -14,7 +15,5 @@ def give_to_invoking_user(*paths: Path) -> None:
     if os.geteuid() != 0 or not uid or not gid:
         return
     for path in paths:
-        try:
+        with contextlib.suppress(FileNotFoundError):  # e.g. no -wal file yet
             os.chown(path, int(uid), int(gid))
-        except FileNotFoundError:
-            pass

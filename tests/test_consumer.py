@@ -59,14 +59,21 @@ def test_only_the_requested_interface() -> None:
         ws = connect("/ws/metrics/?iface=veth1")
         assert (await ws.connect())[0]
         received = [await ws.receive_json_from(timeout=2)]
-        await sync_to_async(eth0.record)(counters(rx_total_packets=7, rx_total_bytes=700), timezone.now(), 1.0)
-        await sync_to_async(veth1.record)(counters(rx_total_packets=3, rx_total_bytes=192), timezone.now(), 1.0)
+        await sync_to_async(eth0.record)(
+            counters(rx_total_packets=7, rx_total_bytes=700), timezone.now(), 1.0
+        )
+        await sync_to_async(veth1.record)(
+            counters(rx_total_packets=3, rx_total_bytes=192), timezone.now(), 1.0
+        )
         received.append(await ws.receive_json_from(timeout=2))
         assert await ws.receive_nothing(timeout=0.5)
         await ws.disconnect()
         return received
 
-    assert [(m["interface"], m["total_packets"]) for m in scenario()] == [("veth1", 1), ("veth1", 3)]
+    assert [(m["interface"], m["total_packets"]) for m in scenario()] == [
+        ("veth1", 1),
+        ("veth1", 3),
+    ]
 
 
 def test_unknown_interface_gets_an_error_and_a_close() -> None:
@@ -90,7 +97,9 @@ def test_waits_for_the_first_sample_when_there_is_none() -> None:
         assert (await ws.connect())[0]
         assert await ws.receive_nothing(timeout=0.3)
         run = await sync_to_async(start_run)(started_at=timezone.now())
-        await sync_to_async(run.record)(counters(tx_total_packets=1, tx_total_bytes=42), timezone.now(), 1.0)
+        await sync_to_async(run.record)(
+            counters(tx_total_packets=1, tx_total_bytes=42), timezone.now(), 1.0
+        )
         message = await ws.receive_json_from(timeout=2)
         await ws.disconnect()
         return message

@@ -87,7 +87,8 @@ class InterfaceQuerySerializer(serializers.Serializer):
         if value not in known:
             listing = ", ".join(known) if known else "none yet"
             raise serializers.ValidationError(
-                f"unknown interface {value!r}: no samples for it (interfaces with samples: {listing})"
+                f"unknown interface {value!r}: no samples for it "
+                f"(interfaces with samples: {listing})"
             )
         return value
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# make run: the sampler (root) and the web server (the user who ran sudo) until Ctrl-C.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+die() { printf 'netmetrics: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "the sampler needs root to attach its eBPF programs: run 'sudo make run'"
+iface=${IFACE:-$(ip -o route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit }}')}
+[ -n "$iface" ] || die "no default route to take the interface from: name one, e.g. 'sudo make run IFACE=eth0'"
+port=${PORT:-8000}
+
+# The web server needs no root: under sudo it runs as the user who ran sudo.
+as_user=()
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then as_user=(runuser -u "$SUDO_USER" --); fi
+
+.venv/bin/python manage.py runsampler --iface "$iface" &
+sampler=$!
+"${as_user[@]}" .venv/bin/python manage.py runserver --noreload "127.0.0.1:$port" &
+web=$!
+
+printf '\nnetmetrics: measuring %s; dashboard http://127.0.0.1:%s/ , API http://127.0.0.1:%s/api/metrics/realtime , admin http://127.0.0.1:%s/admin/\n' \
+    "$iface" "$port" "$port" "$port"
+if ! .venv/bin/python manage.py shell -c 'from django.contrib.auth.models import User; raise SystemExit(not User.objects.filter(is_superuser=True).exists())' 2>/dev/null; then
+    printf 'netmetrics: to browse history in the admin, create a login once: .venv/bin/python manage.py createsuperuser\n'
+fi
+printf 'netmetrics: Ctrl-C stops both and detaches the programs.\n\n'
+
+stop() { kill -TERM "$sampler" "$web" 2>/dev/null; }
+trap stop INT TERM
+# Whichever ends first (Ctrl-C, or an error such as a missing interface) ends the other.
+wait -n "$sampler" "$web"
+stop
+wait "$sampler" 2>/dev/null; sampler_status=$?
+wait "$web" 2>/dev/null
+# The sampler's own exit status says whether it failed (128+15 after our TERM is a clean stop).
+if [ "$sampler_status" -ne 0 ] && [ "$sampler_status" -ne 143 ]; then exit "$sampler_status"; fi
+exit 0
