@@ -1,0 +1,115 @@
+"""A veth pair into a network namespace of the test's own, quiet enough to count exactly.
+
+IPv6 is off on both ends and the neighbours are static, so the only frames on the link are the
+ones a test sends: no router solicitations, MLD reports or ARP to spoil exact counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def sh(*args: str, check: bool = True) -> str:
+    return subprocess.run(args, check=check, capture_output=True, text=True).stdout
+
+
+@dataclass(frozen=True)
+class VethPair:
+    namespace: str
+    host_iface: str  # in the root namespace: the sampler attaches here
+    peer_iface: str  # inside the namespace
+    host_ip: str
+    peer_ip: str
+
+    def in_namespace(self, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, *args]
+
+    def host_counters(self) -> dict[str, int]:
+        """The kernel's own statistics of the host end."""
+        stats = Path(f"/sys/class/net/{self.host_iface}/statistics")
+        return {
+            name: int((stats / name).read_text())
+            for name in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")
+        }
+
+    def xdp(self) -> str:
+        """The XDP lines of `ip -d link` for the host end ("" when nothing is attached)."""
+        link = sh("ip", "-d", "link", "show", "dev", self.host_iface)
+        return "\n".join(line.strip() for line in link.splitlines() if "xdp" in line)
+
+    def egress_filters(self) -> str:
+        return sh("tc", "filter", "show", "dev", self.host_iface, "egress").strip()
+
+    def attached(self) -> str:
+        """Everything attached to the host end: XDP, and filters on TC egress."""
+        return f"{self.xdp()}\n{self.egress_filters()}".strip()
+
+
+def _mac(iface: str, namespace: str | None = None) -> str:
+    prefix = ["ip", "netns", "exec", namespace] if namespace else []
+    return sh(*prefix, "cat", f"/sys/class/net/{iface}/address").strip()
+
+
+@contextlib.contextmanager
+def veth_pair(subnet: str = "10.213.77") -> Iterator[VethPair]:
+    tag = os.getpid() % 100000
+    pair = VethPair(f"nmtest{tag}", f"nmh{tag}", f"nmn{tag}", f"{subnet}.1", f"{subnet}.2")
+    ns = pair.in_namespace
+    try:
+        sh("ip", "netns", "add", pair.namespace)
+        sh(
+            "ip",
+            "link",
+            "add",
+            pair.host_iface,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            pair.peer_iface,
+            "netns",
+            pair.namespace,
+        )
+        Path(f"/proc/sys/net/ipv6/conf/{pair.host_iface}/disable_ipv6").write_text("1")
+        for conf in ("all", "default", "lo", pair.peer_iface):
+            sh(*ns("sysctl", "-qw", f"net.ipv6.conf.{conf}.disable_ipv6=1"))
+        sh("ip", "addr", "add", f"{pair.host_ip}/30", "dev", pair.host_iface)
+        sh(*ns("ip", "addr", "add", f"{pair.peer_ip}/30", "dev", pair.peer_iface))
+        sh(
+            "ip",
+            "neigh",
+            "replace",
+            pair.peer_ip,
+            "lladdr",
+            _mac(pair.peer_iface, pair.namespace),
+            "dev",
+            pair.host_iface,
+            "nud",
+            "permanent",
+        )
+        sh(
+            *ns(
+                "ip",
+                "neigh",
+                "replace",
+                pair.host_ip,
+                "lladdr",
+                _mac(pair.host_iface),
+                "dev",
+                pair.peer_iface,
+                "nud",
+                "permanent",
+            )
+        )
+        sh("ip", "link", "set", pair.host_iface, "up")
+        sh(*ns("ip", "link", "set", "lo", "up"))
+        sh(*ns("ip", "link", "set", pair.peer_iface, "up"))
+        yield pair
+    finally:
+        sh("ip", "netns", "del", pair.namespace, check=False)
+        sh("ip", "link", "del", pair.host_iface, check=False)
