@@ -288,19 +288,37 @@ def test_no_egress_attaches_no_tc_filter(pair, env, tmp_path) -> None:
     assert pair.attached() == ""
 
 
-def test_unknown_interface_is_one_clear_line(env) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "runsampler", "--iface", "nosuch0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def one_error_line(*command: str, env: dict[str, str]) -> str:
+    """Run a command that must fail with exactly one line on stderr and no traceback."""
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "nosuch0" in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_unknown_interface_is_one_clear_line(env) -> None:
+    line = one_error_line(sys.executable, "manage.py", "runsampler", "--iface", "nosuch0", env=env)
+    assert "nosuch0" in line
+
+
+def test_without_root_is_one_clear_line(pair, env) -> None:
+    unprivileged = {**env, "NETMETRICS_SECRET_KEY": "test", "HOME": "/tmp"}
+    line = one_error_line(
+        "runuser",
+        "-u",
+        "nobody",
+        "--",
+        sys.executable,
+        "-B",
+        "manage.py",
+        "runsampler",
+        "--iface",
+        pair.host_iface,
+        env=unprivileged,
+    )
+    assert "root" in line and "sudo" in line
+    assert pair.attached() == ""
 
 
 def _get(port: int, path: str) -> str:
