@@ -49,6 +49,11 @@ def secret_key(directory: Path) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
+    except PermissionError:
+        raise ImproperlyConfigured(
+            f"cannot read {path} (made by another user, e.g. root): set NETMETRICS_SECRET_KEY, "
+            f"or give the file to this user (sudo chown $USER {path})"
+        ) from None
     directory.mkdir(parents=True, exist_ok=True)
     give_to_invoking_user(directory)
     key = secrets.token_urlsafe(50)

@@ -60,6 +60,8 @@ EXPECTED = {
     "tx_other_packets": 0,
 }
 
+EXPECTED_PACKETS = EXPECTED["rx_total_packets"] + EXPECTED["tx_total_packets"]
+
 SENDER = textwrap.dedent(
     """
     import socket, sys
@@ -214,6 +216,11 @@ def test_exact_counts_through_kernel_sampler_api_and_websocket(pair, env, tmp_pa
             # Wait for samples written after the traffic; SIGTERM then flushes the rest.
             seen = sample_count(env, pair.host_iface)
             wait_for(lambda: sample_count(env, pair.host_iface) > seen + 1, 10, "two more samples")
+            wait_for(
+                lambda: len(messages) >= 3 and messages[-1]["total_packets"] == EXPECTED_PACKETS,
+                5,
+                "the WebSocket's latest sample on connect, then two more with all the traffic",
+            )
             realtime = json.loads(_get(port, f"/api/metrics/realtime?iface={pair.host_iface}"))
         assert sampler.stop() == 0, sampler.output()
     finally:
@@ -254,7 +261,7 @@ def test_exact_counts_through_kernel_sampler_api_and_websocket(pair, env, tmp_pa
     assert realtime["totals"]["rx"]["dns_packets"] == EXPECTED["rx_dns_packets"]
     assert realtime["totals"]["tx"]["bytes"] == EXPECTED["tx_total_bytes"]
     assert realtime["totals"]["tx"]["https_bytes"] == EXPECTED["tx_https_bytes"]
-    assert realtime["total_packets"] == EXPECTED["rx_total_packets"] + EXPECTED["tx_total_packets"]
+    assert realtime["total_packets"] == EXPECTED_PACKETS
     assert realtime["sampler_running"] is True
 
     # The WebSocket pushed samples as they were written, each with the run's totals then.
@@ -263,6 +270,8 @@ def test_exact_counts_through_kernel_sampler_api_and_websocket(pair, env, tmp_pa
     assert {m["interface"] for m in messages} == {pair.host_iface}
     rx_totals = [m["totals"]["rx"]["packets"] for m in messages]
     assert rx_totals == sorted(rx_totals) and rx_totals[-1] == EXPECTED["rx_total_packets"]
+    timestamps = [m["timestamp"] for m in messages]
+    assert len(set(timestamps)) == len(timestamps), "each sample once"
 
 
 def test_sigkill_leaves_a_program_that_the_next_start_replaces(pair, env, tmp_path) -> None:

@@ -1,0 +1,175 @@
+"""ctypes bindings to the libbpf.so.1 calls netmetrics needs: netlink attach, query, test run.
+
+The structures follow libbpf 1.1's headers (Debian 12's libbpf1). Each starts with its own size,
+which is how libbpf stays compatible in both directions: a newer libbpf treats fields we do not
+pass as zero. Functions return a negative errno on failure; `check` turns that into OSError.
+"""
+
+import ctypes
+import errno
+import logging
+import os
+from functools import cache
+
+from bpf.errors import PreflightError
+
+log = logging.getLogger("netmetrics.bpf")
+
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_HW_MODE = 1 << 3
+
+BPF_TC_INGRESS = 1 << 0
+BPF_TC_EGRESS = 1 << 1
+BPF_TC_F_REPLACE = 1 << 0
+
+BPF_OBJ_NAME_LEN = 16
+
+
+class _Opts(ctypes.Structure):
+    """A libbpf options struct: `sz` set to our size of it, everything else zero unless given."""
+
+    def __init__(self, **fields: object) -> None:
+        super().__init__(sz=ctypes.sizeof(self), **fields)
+
+
+class XdpAttachOpts(_Opts):
+    _fields_ = [("sz", ctypes.c_size_t), ("old_prog_fd", ctypes.c_int)]
+
+
+class XdpQueryOpts(_Opts):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("prog_id", ctypes.c_uint32),
+        ("drv_prog_id", ctypes.c_uint32),
+        ("hw_prog_id", ctypes.c_uint32),
+        ("skb_prog_id", ctypes.c_uint32),
+        ("attach_mode", ctypes.c_uint8),
+    ]
+
+
+class TcHook(_Opts):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("ifindex", ctypes.c_int),
+        ("attach_point", ctypes.c_int),
+        ("parent", ctypes.c_uint32),
+    ]
+
+
+class TcOpts(_Opts):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("prog_fd", ctypes.c_int),
+        ("flags", ctypes.c_uint32),
+        ("prog_id", ctypes.c_uint32),
+        ("handle", ctypes.c_uint32),
+        ("priority", ctypes.c_uint32),
+    ]
+
+
+class TestRunOpts(_Opts):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
+class ProgInfo(ctypes.Structure):
+    """The head of the kernel's struct bpf_prog_info, up to the name: all we read of it."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_libc = ctypes.CDLL(None)
+
+
+@_PRINT_FN
+def _print_to_log(level: int, fmt: bytes, args: int) -> int:
+    """libbpf's messages (kernel netlink errors among them) go to our log, not raw to stderr."""
+    buf = ctypes.create_string_buffer(512)
+    _libc.vsnprintf(buf, ctypes.sizeof(buf), fmt, ctypes.c_void_p(args))
+    log.debug("libbpf: %s", buf.value.decode(errors="replace").rstrip())
+    return 0
+
+
+@cache
+def lib() -> ctypes.CDLL:
+    """libbpf.so.1, typed, its messages sent to our log."""
+    try:
+        so = ctypes.CDLL("libbpf.so.1", use_errno=True)
+    except OSError:
+        raise PreflightError("libbpf.so.1 is missing: apt-get install libbpf1") from None
+    p = ctypes.POINTER
+    signatures: dict[str, list[type]] = {
+        "bpf_xdp_attach": [ctypes.c_int, ctypes.c_int, ctypes.c_uint32, p(XdpAttachOpts)],
+        "bpf_xdp_detach": [ctypes.c_int, ctypes.c_uint32, p(XdpAttachOpts)],
+        "bpf_xdp_query": [ctypes.c_int, ctypes.c_int, p(XdpQueryOpts)],
+        "bpf_tc_hook_create": [p(TcHook)],
+        "bpf_tc_hook_destroy": [p(TcHook)],
+        "bpf_tc_attach": [p(TcHook), p(TcOpts)],
+        "bpf_tc_detach": [p(TcHook), p(TcOpts)],
+        "bpf_tc_query": [p(TcHook), p(TcOpts)],
+        "bpf_prog_get_fd_by_id": [ctypes.c_uint32],
+        "bpf_obj_get_info_by_fd": [ctypes.c_int, ctypes.c_void_p, p(ctypes.c_uint32)],
+        "bpf_prog_test_run_opts": [ctypes.c_int, p(TestRunOpts)],
+    }
+    for name, argtypes in signatures.items():
+        fn = getattr(so, name)
+        fn.argtypes = argtypes
+        fn.restype = ctypes.c_int
+    so.libbpf_set_print.argtypes = [_PRINT_FN]
+    so.libbpf_set_print.restype = ctypes.c_void_p
+    so.libbpf_set_print(_print_to_log)
+    return so
+
+
+def check(rc: int, what: str) -> int:
+    """rc when it is not an error; else OSError(errno) saying what failed."""
+    if rc < 0:
+        raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
+    return rc
+
+
+def prog_name(prog_id: int) -> str | None:
+    """Name of the loaded program with this id, None when it is gone (it may unload any time)."""
+    fd = lib().bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        if fd == -errno.ENOENT:
+            return None
+        check(fd, f"cannot open BPF program id {prog_id}")
+    try:
+        info = ProgInfo()
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        check(lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), size), "bpf_obj_get_info")
+        return info.name.decode(errors="replace")
+    finally:
+        os.close(fd)

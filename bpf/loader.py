@@ -1,0 +1,162 @@
+"""The sampler's view of the kernel side: check, attach, read cumulative counters, detach.
+
+    preflight("eth0")                      # PreflightError: one line, cause and fix
+    with TrafficCounter("eth0") as tc:     # compiles once, attaches XDP (+ TC egress)
+        counts = tc.read()                 # {"rx_tcp_bytes": ..., ...}, since attach
+
+The loader installs no signal handlers: the caller detaches in a `finally`, which SIGINT reaches
+by KeyboardInterrupt and SIGTERM by whatever handler the caller installs.
+"""
+
+import importlib.util
+import logging
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+
+from bpf import attach
+from bpf.classes import COUNTER_NAMES, DEFAULT_APP_PORTS
+from bpf.errors import PreflightError
+from bpf.iface_lock import CLSACT_NOTE, InterfaceLock
+from bpf.program import Program
+
+__all__ = ["DEFAULT_APP_PORTS", "PreflightError", "Program", "TrafficCounter", "preflight"]
+
+log = logging.getLogger("netmetrics.bpf")
+
+MODES = ("auto", "native", "skb")
+_IFF_UP = 0x1
+
+
+def preflight(iface: str) -> None:
+    """Raise PreflightError if the sampler cannot run on `iface`; it checks, changing nothing."""
+    if os.geteuid() != 0:
+        raise PreflightError("netmetrics needs root to load eBPF programs: run it with sudo")
+    if importlib.util.find_spec("bcc") is None:
+        raise PreflightError(
+            "BCC's Python bindings are missing: apt-get install python3-bpfcc (or make setup)"
+        )
+    release = os.uname().release
+    if not os.path.exists(f"/lib/modules/{release}/build") and not os.path.exists(
+        "/sys/kernel/kheaders.tar.xz"
+    ):
+        raise PreflightError(
+            f"kernel headers for {release} are missing: apt-get install linux-headers-{release}, "
+            "or run make setup (it links Debian's headers when the kernel has no package)"
+        )
+    known = sorted(name for _, name in socket.if_nameindex())
+    if iface not in known:
+        raise PreflightError(f"unknown interface {iface!r}; known interfaces: {', '.join(known)}")
+    with open(f"/sys/class/net/{iface}/flags") as f:
+        if not int(f.read(), 16) & _IFF_UP:
+            raise PreflightError(
+                f"interface {iface} is down: bring it up with `ip link set dev {iface} up`"
+            )
+
+
+class TrafficCounter:
+    """Count an interface's traffic by class: XDP on ingress, and a TC filter on egress.
+
+    `mode` is the XDP mode: native (driver), skb (generic), or auto (native, else skb).
+    `app_ports` overrides DEFAULT_APP_PORTS class by class ({"http": [80, 8080]} keeps https and
+    dns as they are; an empty list turns a class off).
+    """
+
+    def __init__(
+        self,
+        iface: str,
+        mode: str = "auto",
+        egress: bool = True,
+        app_ports: Mapping[str, Iterable[int]] = DEFAULT_APP_PORTS,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.iface = iface
+        self.mode = mode
+        self.egress = egress
+        self.app_ports = {**DEFAULT_APP_PORTS, **{k: tuple(v) for k, v in app_ports.items()}}
+        self._program: Program | None = None
+        self._lock = InterfaceLock(iface)
+        self._ifindex = 0
+        self._xdp_mode: str | None = None  # set while our XDP program is attached
+        self._tc: attach.TcAttachment | None = None  # set while our egress filter is attached
+        self._owns_qdisc = False
+
+    def attach(self) -> str:
+        """Attach both programs with zeroed counters; return the XDP mode got (native or skb).
+
+        On any failure, what was attached is detached again before PreflightError is raised.
+        """
+        if self._xdp_mode is not None:
+            return self._xdp_mode
+        preflight(self.iface)
+        self._lock.acquire()
+        try:
+            return self._attach_locked()
+        except OSError as exc:  # an unexpected kernel refusal: still one line for the user
+            self.detach()
+            raise PreflightError(f"cannot attach to {self.iface}: {exc}") from None
+        except BaseException:
+            self.detach()
+            raise
+
+    def _attach_locked(self) -> str:
+        if self._program is None:
+            self._program = Program(self.app_ports)
+        self._program.reset()
+        self._ifindex = socket.if_nametoindex(self.iface)
+        self._xdp_mode = attach.attach_xdp(
+            self.iface, self._ifindex, self._program.xdp_fd, self.mode
+        )
+        log.info("XDP program attached to %s in %s mode", self.iface, self._xdp_mode)
+        if self.egress:
+            self._tc = attach.attach_tc(self.iface, self._ifindex, self._program.tc_fd)
+            # A qdisc created by a killed predecessor is ours to remove as much as one we create.
+            inherited = self._tc.replaced_leftover and CLSACT_NOTE in self._lock.previous_notes
+            self._owns_qdisc = self._tc.created_qdisc or inherited
+            if self._owns_qdisc:
+                self._lock.note(CLSACT_NOTE)
+            log.info("TC egress filter attached to %s", self.iface)
+        else:
+            leftover = attach.tc_leftover(self._ifindex)
+            if leftover is not None:
+                log.warning("removing a netmetrics egress filter left on %s", self.iface)
+                owned = CLSACT_NOTE in self._lock.previous_notes
+                attach.detach_tc(self.iface, self._ifindex, leftover, remove_qdisc=owned)
+        return self._xdp_mode
+
+    def read(self) -> dict[str, int]:
+        """Cumulative counters since attach, summed over CPUs (all zero before the first attach)."""
+        if self._program is None:
+            return dict.fromkeys(COUNTER_NAMES, 0)
+        return self._program.read()
+
+    def detach(self) -> None:
+        """Remove exactly what attach() added; idempotent, and never raises for a cleanup step."""
+        if self._tc is not None:
+            try:
+                attach.detach_tc(self.iface, self._ifindex, self._tc.prog_id, self._owns_qdisc)
+            except (OSError, ValueError) as exc:
+                log.error("could not remove the egress filter from %s: %s", self.iface, exc)
+            self._tc = None
+        if self._xdp_mode is not None:
+            assert self._program is not None
+            try:
+                attach.detach_xdp(self.iface, self._ifindex, self._program.xdp_fd, self._xdp_mode)
+            except OSError as exc:
+                log.error("could not remove the XDP program from %s: %s", self.iface, exc)
+            self._xdp_mode = None
+        self._lock.release()
+
+    def __enter__(self) -> "TrafficCounter":
+        self.attach()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()

@@ -1,0 +1,208 @@
+/* netmetrics: count frames per traffic class, ingress by XDP and egress by a TC classifier.
+ *
+ * The loader (bpf/program.py) defines CLASS_<NAME>, the bit of each class of bpf/classes.py, and
+ * NUM_CLASSES. Both entry points run the same parser, which returns a bitmask of classes, then
+ * add the frame to one per-CPU slot (rx or tx): one map lookup to count, no locks, no allocation.
+ * The programs only read: they never modify, drop or redirect a frame.
+ */
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/in6.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/pkt_cls.h>
+
+#if NUM_CLASSES > 32
+#error "the class mask is 32 bits wide"
+#endif
+
+#define CLASS_BIT(class) (1U << (class))
+#define TRANSPORT_CLASSES (CLASS_BIT(CLASS_TCP) | CLASS_BIT(CLASS_UDP) | CLASS_BIT(CLASS_ICMP))
+#define MAX_VLAN_TAGS 2
+#define MAX_IPV6_EXT_HEADERS 4
+#define IPV4_FRAG_OFFSET 0x1FFF
+#define IPV6_FRAG_OFFSET 0xFFF8
+#define UDP_PORTS_BASE 65536
+#define RX 0
+#define TX 1
+
+struct vlan_tag {
+    __be16 tci;
+    __be16 proto;
+};
+
+/* Hop-by-hop, routing and destination options share this start; length in 8-byte units. */
+struct ipv6_ext {
+    __u8 nexthdr;
+    __u8 hdrlen;
+};
+
+struct ipv6_frag {
+    __u8 nexthdr;
+    __u8 reserved;
+    __be16 frag_off;
+    __be32 id;
+};
+
+struct class_counters {
+    __u64 packets[NUM_CLASSES];
+    __u64 bytes[NUM_CLASSES];
+};
+
+BPF_PERCPU_ARRAY(counters, struct class_counters, 2);  /* key RX or TX */
+/* Application classes by port, filled by the loader: index port for TCP, UDP_PORTS_BASE + port
+ * for UDP; value the mask of the classes that port stands for. An array: the cheapest lookup. */
+BPF_ARRAY(app_ports, __u32, 2 * 65536);
+
+static __always_inline __u32 port_classes(__u32 index)
+{
+    __u32 *mask = app_ports.lookup(&index);
+    return mask ? *mask : 0;
+}
+
+/* The class of the transport protocol, known from the IP header alone; application classes too
+ * when the transport header is there (not a non-first fragment) and its ports are in bounds. */
+static __always_inline __u32 transport(void *l4, void *data_end, __u8 proto, __u8 icmp_proto,
+                                       int has_l4)
+{
+    __u32 mask, base;
+
+    if (proto == IPPROTO_TCP) {
+        mask = CLASS_BIT(CLASS_TCP);
+        base = 0;
+    } else if (proto == IPPROTO_UDP) {
+        mask = CLASS_BIT(CLASS_UDP);
+        base = UDP_PORTS_BASE;
+    } else if (proto == icmp_proto) {
+        return CLASS_BIT(CLASS_ICMP);
+    } else {
+        return 0;
+    }
+    __be16 *ports = l4;
+    if (!has_l4 || (void *)(ports + 2) > data_end)
+        return mask;
+    mask |= port_classes(base + bpf_ntohs(ports[0]));
+    return mask | port_classes(base + bpf_ntohs(ports[1]));
+}
+
+static __always_inline __u32 parse_ipv4(void *l3, void *data_end)
+{
+    struct iphdr *ip = l3;
+
+    if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+        return 0;
+    __u32 header_len = ip->ihl * 4;
+    if (l3 + header_len > data_end)  /* options cut short */
+        return 0;
+    /* A non-first fragment has no transport header: its protocol is known, its ports not. */
+    int has_l4 = !(ip->frag_off & bpf_htons(IPV4_FRAG_OFFSET));
+    __u32 above = transport(l3 + header_len, data_end, ip->protocol, IPPROTO_ICMP, has_l4);
+    return CLASS_BIT(CLASS_IPV4) | above;
+}
+
+static __always_inline __u32 parse_ipv6(void *l3, void *data_end)
+{
+    struct ipv6hdr *ip6 = l3;
+
+    if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+        return 0;
+    void *cur = ip6 + 1;
+    __u8 next = ip6->nexthdr;
+    int has_l4 = 1;
+
+    /* A chain longer than MAX_IPV6_EXT_HEADERS, or cut short, leaves an unknown transport. */
+#pragma unroll
+    for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+        if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS) {
+            struct ipv6_ext *ext = cur;
+            if ((void *)(ext + 1) > data_end)
+                return CLASS_BIT(CLASS_IPV6);
+            next = ext->nexthdr;
+            cur += (ext->hdrlen + 1) * 8;
+        } else if (next == IPPROTO_FRAGMENT) {
+            struct ipv6_frag *frag = cur;
+            if ((void *)(frag + 1) > data_end)
+                return CLASS_BIT(CLASS_IPV6);
+            next = frag->nexthdr;
+            cur = frag + 1;
+            if (frag->frag_off & bpf_htons(IPV6_FRAG_OFFSET)) {
+                has_l4 = 0;
+                break;
+            }
+        } else {
+            break;
+        }
+    }
+    return CLASS_BIT(CLASS_IPV6) | transport(cur, data_end, next, IPPROTO_ICMPV6, has_l4);
+}
+
+/* The classes of one frame. A class is set only once the header proving it is in bounds. */
+static __always_inline __u32 classify(void *data, void *data_end)
+{
+    struct ethhdr *eth = data;
+    __u32 mask = 0;
+
+    if ((void *)(eth + 1) <= data_end) {
+        void *cur = eth + 1;
+        __be16 proto = eth->h_proto;
+        /* 802.1Q and 802.1ad (QinQ outer) tags; a cut tag leaves proto unparsed. */
+#pragma unroll
+        for (int i = 0; i < MAX_VLAN_TAGS; i++) {
+            if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+                break;
+            struct vlan_tag *tag = cur;
+            if ((void *)(tag + 1) > data_end)
+                break;
+            proto = tag->proto;
+            cur = tag + 1;
+        }
+        if (proto == bpf_htons(ETH_P_IP))
+            mask = parse_ipv4(cur, data_end);
+        else if (proto == bpf_htons(ETH_P_IPV6))
+            mask = parse_ipv6(cur, data_end);
+    }
+    if (!(mask & TRANSPORT_CLASSES))
+        mask |= CLASS_BIT(CLASS_OTHER);
+    return mask | CLASS_BIT(CLASS_TOTAL);
+}
+
+static __always_inline void count(__u32 direction, __u32 mask, __u64 packets, __u64 bytes)
+{
+    struct class_counters *c = counters.lookup(&direction);
+    if (!c)
+        return;
+#pragma unroll
+    for (int i = 0; i < NUM_CLASSES; i++) {
+        if (mask & CLASS_BIT(i)) {
+            c->packets[i] += packets;
+            c->bytes[i] += bytes;
+        }
+    }
+}
+
+int netmetrics_xdp(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+
+    count(RX, classify(data, data_end), 1, data_end - data);
+    return XDP_PASS;
+}
+
+/* TC_ACT_UNSPEC, not TC_ACT_OK: both let the frame go, but TC_ACT_OK would also end the filter
+ * chain, hiding the frame from any other tool's egress filter after ours. */
+int netmetrics_tc(struct __sk_buff *skb)
+{
+    void *data = (void *)(long)skb->data;
+    void *data_end = (void *)(long)skb->data_end;
+    /* A GSO skb leaves as gso_segs wire packets, each with its own copy of the L2-L4 headers.
+     * wire_len is the kernel's count of their bytes (qdisc_pkt_len_init, run before the egress
+     * hook: len + (segs - 1) * header length, tunnels and TCP options included); it is 0 only
+     * when nobody set it (BPF_PROG_TEST_RUN without a context), and then len is exact. */
+    __u64 packets = skb->gso_segs ? skb->gso_segs : 1;
+    __u64 bytes = skb->wire_len ? skb->wire_len : skb->len;
+
+    count(TX, classify(data, data_end), packets, bytes);
+    return TC_ACT_UNSPEC;
+}

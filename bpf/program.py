@@ -1,0 +1,99 @@
+"""The compiled netmetrics programs and their maps, loaded but not attached to anything.
+
+One `Program` is one BCC compilation of bpf/netmetrics.c: the XDP and TC entry points (their file
+descriptors are what gets attached, or test-run), the counters, and the application port table.
+"""
+
+import ctypes
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from bpf.classes import APP_PROTOCOLS, CLASSES, COUNTER_NAMES, DIRECTIONS, counter_name
+from bpf.errors import PreflightError
+
+SOURCE = Path(__file__).with_name("netmetrics.c")
+# The entry points, and the programs' names in the kernel (which keeps 15 characters: these fit)
+# by which a leftover of a killed sampler is recognised.
+XDP_FUNCTION = "netmetrics_xdp"
+TC_FUNCTION = "netmetrics_tc"
+
+# Index base of each transport in the app_ports map (UDP_PORTS_BASE in netmetrics.c).
+_PORTS_BASE = {"tcp": 0, "udp": 65536}
+
+
+def _cflags() -> list[str]:
+    flags = [f"-DCLASS_{name.upper()}={index}" for index, name in enumerate(CLASSES)]
+    return [*flags, f"-DNUM_CLASSES={len(CLASSES)}"]
+
+
+def app_port_masks(app_ports: Mapping[str, Iterable[int]]) -> dict[int, int]:
+    """app_ports map entries: index (transport base + port) -> mask of application classes."""
+    masks: dict[int, int] = {}
+    for cls, ports in app_ports.items():
+        if cls not in APP_PROTOCOLS:
+            raise ValueError(f"{cls!r} is not an application class ({', '.join(APP_PROTOCOLS)})")
+        for port in ports:
+            if not 0 <= port <= 65535:
+                raise ValueError(f"port {port} of {cls} is not in 0-65535")
+            for transport in APP_PROTOCOLS[cls]:
+                index = _PORTS_BASE[transport] + port
+                masks[index] = masks.get(index, 0) | 1 << CLASSES.index(cls)
+    return masks
+
+
+class Program:
+    """Compile and load both entry points once; read and reset their counters.
+
+    Raises PreflightError (one line) when BCC is missing or the program does not compile or
+    load; BCC itself prints the compiler's and the verifier's details on stderr before that.
+    """
+
+    def __init__(self, app_ports: Mapping[str, Iterable[int]]) -> None:
+        try:
+            from bcc import BPF
+        except ImportError:
+            raise PreflightError(
+                "BCC's Python bindings are missing: apt-get install python3-bpfcc (or make setup)"
+            ) from None
+        try:
+            self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=_cflags())
+            self.xdp_fd: int = self._bpf.load_func(XDP_FUNCTION.encode(), BPF.XDP).fd
+            self.tc_fd: int = self._bpf.load_func(TC_FUNCTION.encode(), BPF.SCHED_CLS).fd
+        except Exception as exc:  # BCC raises bare Exception for compile and load errors
+            first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            raise PreflightError(
+                f"cannot compile or load {SOURCE.name} ({first_line}); check that the kernel "
+                "headers match the running kernel (make setup)"
+            ) from None
+        self._counters = self._bpf[b"counters"]
+        self._ports = self._bpf[b"app_ports"]
+        self._port_masks: dict[int, int] = {}
+        self.set_app_ports(app_ports)
+
+    def set_app_ports(self, app_ports: Mapping[str, Iterable[int]]) -> None:
+        """Make exactly these ports count as their application classes (takes effect at once)."""
+        masks = app_port_masks(app_ports)
+        for index in self._port_masks.keys() - masks.keys():
+            self._ports[ctypes.c_int(index)] = ctypes.c_uint32(0)
+        for index, mask in masks.items():
+            self._ports[ctypes.c_int(index)] = ctypes.c_uint32(mask)
+        self._port_masks = masks
+
+    def reset(self) -> None:
+        """Zero every counter, on every CPU."""
+        for key in range(len(DIRECTIONS)):
+            self._counters.clearitem(ctypes.c_int(key))
+
+    def read(self) -> dict[str, int]:
+        """Counters since load or the last reset, summed over CPUs, keyed by COUNTER_NAMES."""
+        counts = dict.fromkeys(COUNTER_NAMES, 0)
+        for key, direction in enumerate(DIRECTIONS):
+            for cpu_value in self._counters[ctypes.c_int(key)]:
+                for index, cls in enumerate(CLASSES):
+                    counts[counter_name(direction, cls, "packets")] += cpu_value.packets[index]
+                    counts[counter_name(direction, cls, "bytes")] += cpu_value.bytes[index]
+        return counts
+
+    def close(self) -> None:
+        """Unload: close the programs and maps (whatever is still attached keeps running)."""
+        self._bpf.cleanup()
