@@ -8,6 +8,7 @@ die() { printf 'netmetrics: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "the sampler needs root to attach its eBPF programs: run 'sudo make run'"
 iface=${IFACE:-$(ip -o route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit }}')}
 [ -n "$iface" ] || die "no default route to take the interface from: name one, e.g. 'sudo make run IFACE=eth0'"
+[ -e "/sys/class/net/$iface" ] || die "unknown interface '$iface'; known interfaces: $(ls /sys/class/net | tr '\n' ' ')"
 port=${PORT:-8000}
 
 # The web server needs no root: under sudo it runs as the user who ran sudo.
@@ -21,7 +22,7 @@ web=$!
 
 printf '\nnetmetrics: measuring %s; dashboard http://127.0.0.1:%s/ , API http://127.0.0.1:%s/api/metrics/realtime , admin http://127.0.0.1:%s/admin/\n' \
     "$iface" "$port" "$port" "$port"
-if ! .venv/bin/python manage.py shell -c 'from django.contrib.auth.models import User; raise SystemExit(not User.objects.filter(is_superuser=True).exists())' 2>/dev/null; then
+if ! .venv/bin/python manage.py shell -v 0 -c 'from django.contrib.auth.models import User; raise SystemExit(not User.objects.filter(is_superuser=True).exists())' 2>/dev/null; then
     printf 'netmetrics: to browse history in the admin, create a login once: .venv/bin/python manage.py createsuperuser\n'
 fi
 printf 'netmetrics: Ctrl-C stops both and detaches the programs.\n\n'
