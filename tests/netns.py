@@ -56,8 +56,10 @@ def _mac(iface: str, namespace: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def veth_pair(subnet: str = "10.213.77") -> Iterator[VethPair]:
+def veth_pair(subnet: str | None = None) -> Iterator[VethPair]:
+    """The pair, named and addressed after this process so that two runs can coexist."""
     tag = os.getpid() % 100000
+    subnet = subnet or f"10.213.{tag % 200}"
     pair = VethPair(f"nmtest{tag}", f"nmh{tag}", f"nmn{tag}", f"{subnet}.1", f"{subnet}.2")
     ns = pair.in_namespace
     try:

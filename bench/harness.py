@@ -1,0 +1,212 @@
+"""What the benches share: a migrated scratch database, the sampler as a subprocess, /proc readings.
+
+    with scratch_env() as env, bench_pair() as pair:
+        sampler = SamplerProcess.start(env, pair.host_iface, logdir / "sampler.log")
+        ...                                 # its programs are attached, its first sample is in
+        run = sampler.stop()                # SIGTERM; raises BenchError unless it exited 0
+
+Everything here runs as root from a checkout; the scripts put the repo root on sys.path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tests.netns import VethPair, veth_pair
+
+ROOT = Path(__file__).resolve().parent.parent
+# Not the tests' 10.213.77.0/30: a bench and the test suite can run side by side.
+BENCH_SUBNET = "10.213.88"
+
+T = TypeVar("T")
+
+
+class BenchError(Exception):
+    """A failure of the bench itself (not a missed target): one line, then exit 1."""
+
+
+def main_guard(main: Callable[[], int]) -> None:
+    """Run `main` with SIGTERM turned into KeyboardInterrupt, so cleanup runs on both signals."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        code = main()
+    except BenchError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print(f"{Path(sys.argv[0]).name}: interrupted; cleaned up", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+def require(**packages: str) -> None:
+    """Fail early, in one line, without root or without a command (`command=package`)."""
+    if os.geteuid() != 0:
+        raise BenchError("needs root (veth pair, network namespace, eBPF): run it with sudo")
+    missing = [pkg for cmd, pkg in {"ip": "iproute2", **packages}.items() if not shutil.which(cmd)]
+    if missing:
+        raise BenchError(f"missing commands: apt-get install -y {' '.join(missing)}")
+
+
+def bench_pair() -> contextlib.AbstractContextManager[VethPair]:
+    """The tests' veth pair into a namespace, on the bench subnet; removed on exit."""
+    return veth_pair(subnet=BENCH_SUBNET)
+
+
+@contextlib.contextmanager
+def scratch_env() -> Iterator[dict[str, str]]:
+    """A child environment whose NETMETRICS_DB is a freshly migrated temporary SQLite file."""
+    with tempfile.TemporaryDirectory(prefix="netmetrics-bench-") as tmp:
+        env = {**os.environ, "NETMETRICS_DB": f"{tmp}/bench.sqlite3", "PYTHONUNBUFFERED": "1"}
+        env.pop("DATABASE_URL", None)
+        result = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise BenchError(f"manage.py migrate failed: {result.stderr.strip()[-500:]}")
+        yield env
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll `condition` every 0.1 s until it returns a truthy value; BenchError on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class Managed:
+    """A `manage.py` subprocess with its output in a log file."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.log = log
+        self.args = args
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "manage.py", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise BenchError(
+                f"manage.py {self.args[0]} exited {self.proc.returncode}: {self.output()[-800:]}"
+            )
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then wait; SIGKILL if it does not exit in time. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise BenchError(
+                f"manage.py {self.args[0]} ignored SIGTERM for {timeout:g} s"
+            ) from None
+
+
+@dataclass
+class SamplerProcess:
+    """`manage.py runsampler` on one interface, started and known to be sampling."""
+
+    managed: Managed
+    env: dict[str, str]
+    mode: str  # the XDP mode it got: native or skb
+
+    @classmethod
+    def start(
+        cls, env: dict[str, str], iface: str, log: Path, *extra: str, timeout: float = 90
+    ) -> SamplerProcess:
+        """Start it and return once its first sample is written (BCC's compile is behind us)."""
+        managed = Managed(env, log, "runsampler", "--iface", iface, *extra)
+        try:
+
+            def first_sample() -> str | None:
+                managed.check_alive()
+                run = cls._run_row(env, managed.pid, "mode", "last_sample_id")
+                return run["mode"] if run and run["last_sample_id"] is not None else None
+
+            mode = wait_for(first_sample, timeout, "the sampler's first sample")
+        except BaseException:
+            managed.stop()
+            raise
+        return cls(managed, env, mode)
+
+    @property
+    def pid(self) -> int:
+        return self.managed.pid
+
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM it; BenchError unless it exits 0. Returns its SamplerRun row (totals)."""
+        code = self.managed.stop()
+        if code != 0:
+            raise BenchError(f"runsampler exited {code} on SIGTERM: {self.managed.output()[-800:]}")
+        totals = [f"{d}_total_{u}" for d in ("rx", "tx") for u in ("packets", "bytes")]
+        run = self._run_row(self.env, self.pid, "stopped_at", "rx_udp_packets", *totals)
+        if run is None or run["stopped_at"] is None:
+            raise BenchError("runsampler exited 0 but did not mark its run stopped")
+        return run
+
+    @staticmethod
+    def _run_row(env: dict[str, str], pid: int, *columns: str) -> dict[str, Any] | None:
+        with contextlib.closing(sqlite3.connect(env["NETMETRICS_DB"], timeout=5)) as db:
+            row = db.execute(
+                f"SELECT {', '.join(columns)} FROM metrics_samplerrun WHERE pid = ? "
+                "ORDER BY id DESC LIMIT 1",
+                (pid,),
+            ).fetchone()
+        return dict(zip(columns, row, strict=True)) if row else None
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc/<pid>/stat, in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3 (state)
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in KiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0])
+    return values
