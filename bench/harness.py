@@ -15,16 +15,15 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.netns import VethPair, veth_pair
+from tests.processes import Managed, ProcessFailed, migrated_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 # Not the tests' 10.213.77.0/30: a bench and the test suite can run side by side.
@@ -46,7 +45,7 @@ def main_guard(main: Callable[[], int]) -> None:
     signal.signal(signal.SIGTERM, interrupt)
     try:
         code = main()
-    except BenchError as exc:
+    except (BenchError, ProcessFailed, TimeoutError) as exc:
         print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
@@ -73,72 +72,7 @@ def bench_pair() -> contextlib.AbstractContextManager[VethPair]:
 def scratch_env() -> Iterator[dict[str, str]]:
     """A child environment whose NETMETRICS_DB is a freshly migrated temporary SQLite file."""
     with tempfile.TemporaryDirectory(prefix="netmetrics-bench-") as tmp:
-        env = {**os.environ, "NETMETRICS_DB": f"{tmp}/bench.sqlite3", "PYTHONUNBUFFERED": "1"}
-        env.pop("DATABASE_URL", None)
-        result = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if result.returncode != 0:
-            raise BenchError(f"manage.py migrate failed: {result.stderr.strip()[-500:]}")
-        yield env
-
-
-def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `condition` every 0.1 s until it returns a truthy value; BenchError on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-class Managed:
-    """A `manage.py` subprocess with its output in a log file."""
-
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
-        self.log = log
-        self.args = args
-        with log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "manage.py", *args],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise BenchError(
-                f"manage.py {self.args[0]} exited {self.proc.returncode}: {self.output()[-800:]}"
-            )
-
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM, then wait; SIGKILL if it does not exit in time. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise BenchError(
-                f"manage.py {self.args[0]} ignored SIGTERM for {timeout:g} s"
-            ) from None
+        yield migrated_env(Path(tmp) / "bench.sqlite3")
 
 
 @dataclass
@@ -147,7 +81,7 @@ class SamplerProcess:
 
     managed: Managed
     env: dict[str, str]
-    mode: str  # the XDP mode it got: native or skb
+    mode: str  # the mode it got: native (XDP) or skb (TC ingress)
 
     @classmethod
     def start(
@@ -158,7 +92,7 @@ class SamplerProcess:
         try:
 
             def first_sample() -> str | None:
-                managed.check_alive()
+                managed.ensure_running()
                 run = cls._run_row(env, managed.pid, "mode", "last_sample_id")
                 return run["mode"] if run and run["last_sample_id"] is not None else None
 

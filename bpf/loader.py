@@ -1,7 +1,7 @@
 """The sampler's view of the kernel side: check, attach, read cumulative counters, detach.
 
     preflight("eth0")                      # PreflightError: one line, cause and fix
-    with TrafficCounter("eth0") as tc:     # compiles once, attaches XDP (+ TC egress)
+    with TrafficCounter("eth0") as tc:     # compiles once, attaches XDP or TC ingress (+ egress)
         counts = tc.read()                 # {"rx_tcp_bytes": ..., ...}, since attach
 
 The loader installs no signal handlers: the caller detaches in a `finally`, which SIGINT reaches
@@ -56,9 +56,10 @@ def preflight(iface: str) -> None:
 
 
 class TrafficCounter:
-    """Count an interface's traffic by class: XDP on ingress, and a TC filter on egress.
+    """Count an interface's traffic by class: ingress by native XDP or TC, egress by TC.
 
-    `mode` is the XDP mode: native (driver), skb (generic), or auto (native, else skb).
+    `mode` picks the ingress program: native (driver) XDP, skb (a TC ingress filter on the
+    socket-buffer path), or auto (native XDP where it pays, else skb; see attach_native_xdp).
     `app_ports` overrides DEFAULT_APP_PORTS class by class ({"http": [80, 8080]} keeps https and
     dns as they are; an empty list turns a class off).
     """
@@ -79,52 +80,68 @@ class TrafficCounter:
         self._program: Program | None = None
         self._lock = InterfaceLock(iface)
         self._ifindex = 0
-        self._xdp_mode: str | None = None  # set while our XDP program is attached
-        self._tc: attach.TcAttachment | None = None  # set while our egress filter is attached
+        self._got_mode: str | None = None  # native or skb, set while attached
+        self._native_xdp = False  # our XDP program is attached
+        self._filters: dict[str, attach.TcAttachment] = {}  # our TC filters by side
         self._owns_qdisc = False
 
     def attach(self) -> str:
-        """Attach both programs with zeroed counters; return the XDP mode got (native or skb).
+        """Attach the programs with zeroed counters; return the mode got (native or skb).
 
         On any failure, what was attached is detached again before PreflightError is raised.
         """
-        if self._xdp_mode is not None:
-            return self._xdp_mode
+        if self._got_mode is not None:
+            return self._got_mode
         preflight(self.iface)
         self._lock.acquire()
         try:
-            return self._attach_locked()
+            self._got_mode = self._attach_locked()
         except OSError as exc:  # an unexpected kernel refusal: still one line for the user
             self.detach()
             raise PreflightError(f"cannot attach to {self.iface}: {exc}") from None
         except BaseException:
             self.detach()
             raise
+        return self._got_mode
 
     def _attach_locked(self) -> str:
         if self._program is None:
             self._program = Program(self.app_ports)
         self._program.reset()
-        self._ifindex = socket.if_nametoindex(self.iface)
-        self._xdp_mode = attach.attach_xdp(
-            self.iface, self._ifindex, self._program.xdp_fd, self.mode
+        self._ifindex = ifindex = socket.if_nametoindex(self.iface)
+        # A killed predecessor's qdisc is ours to remove as much as one we create: it noted
+        # creating it, and its filter still there proves the qdisc is that one.
+        leftovers = {side: attach.tc_leftover(ifindex, side) for side in attach.TC_SIDES}
+        self._owns_qdisc = CLSACT_NOTE in self._lock.previous_notes and any(leftovers.values())
+
+        self._native_xdp = attach.attach_native_xdp(
+            self.iface, ifindex, self._program.xdp_fd, self.mode
         )
-        log.info("XDP program attached to %s in %s mode", self.iface, self._xdp_mode)
-        if self.egress:
-            self._tc = attach.attach_tc(self.iface, self._ifindex, self._program.tc_fd)
-            # A qdisc created by a killed predecessor is ours to remove as much as one we create.
-            inherited = self._tc.replaced_leftover and CLSACT_NOTE in self._lock.previous_notes
-            self._owns_qdisc = self._tc.created_qdisc or inherited
-            if self._owns_qdisc:
-                self._lock.note(CLSACT_NOTE)
-            log.info("TC egress filter attached to %s", self.iface)
-        else:
-            leftover = attach.tc_leftover(self._ifindex)
-            if leftover is not None:
-                log.warning("removing a netmetrics egress filter left on %s", self.iface)
-                owned = CLSACT_NOTE in self._lock.previous_notes
-                attach.detach_tc(self.iface, self._ifindex, leftover, remove_qdisc=owned)
-        return self._xdp_mode
+        wanted = {"ingress": not self._native_xdp, "egress": self.egress}
+        for side, leftover in leftovers.items():
+            if not wanted[side] and leftover is not None:
+                log.warning(
+                    "removing a netmetrics %s filter left on %s by a sampler that did not exit "
+                    "cleanly",
+                    side,
+                    self.iface,
+                )
+                attach.detach_tc(self.iface, ifindex, side, leftover)
+        for side in (side for side, want in wanted.items() if want):
+            tc = attach.attach_tc(self.iface, ifindex, side, self._program.tc_fds[side])
+            self._filters[side] = tc
+            self._owns_qdisc |= tc.created_qdisc
+        if self._owns_qdisc and not self._filters:
+            self._release_qdisc()
+        if self._owns_qdisc:
+            self._lock.note(CLSACT_NOTE)
+        log.info(
+            "counting %s: ingress by %s, egress %s",
+            self.iface,
+            "native XDP" if self._native_xdp else "TC (skb mode)",
+            "by TC" if self.egress else "off",
+        )
+        return "native" if self._native_xdp else "skb"
 
     def read(self) -> dict[str, int]:
         """Cumulative counters since attach, summed over CPUs (all zero before the first attach)."""
@@ -134,20 +151,32 @@ class TrafficCounter:
 
     def detach(self) -> None:
         """Remove exactly what attach() added; idempotent, and never raises for a cleanup step."""
-        if self._tc is not None:
+        for side, tc in self._filters.items():
             try:
-                attach.detach_tc(self.iface, self._ifindex, self._tc.prog_id, self._owns_qdisc)
+                attach.detach_tc(self.iface, self._ifindex, side, tc.prog_id)
             except (OSError, ValueError) as exc:
-                log.error("could not remove the egress filter from %s: %s", self.iface, exc)
-            self._tc = None
-        if self._xdp_mode is not None:
+                log.error("could not remove the %s filter from %s: %s", side, self.iface, exc)
+        self._filters = {}
+        self._release_qdisc()
+        if self._native_xdp:
             assert self._program is not None
             try:
-                attach.detach_xdp(self.iface, self._ifindex, self._program.xdp_fd, self._xdp_mode)
+                attach.detach_xdp(self.iface, self._ifindex, self._program.xdp_fd)
             except OSError as exc:
                 log.error("could not remove the XDP program from %s: %s", self.iface, exc)
-            self._xdp_mode = None
+            self._native_xdp = False
+        self._got_mode = None
         self._lock.release()
+
+    def _release_qdisc(self) -> None:
+        """Remove the clsact qdisc if it is ours and holds no filter of anyone's any more."""
+        if not self._owns_qdisc:
+            return
+        try:
+            attach.remove_clsact_if_empty(self.iface, self._ifindex)
+        except (OSError, ValueError) as exc:
+            log.error("could not remove the clsact qdisc from %s: %s", self.iface, exc)
+        self._owns_qdisc = False
 
     def __enter__(self) -> "TrafficCounter":
         self.attach()

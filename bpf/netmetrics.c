@@ -1,8 +1,9 @@
-/* netmetrics: count frames per traffic class, ingress by XDP and egress by a TC classifier.
+/* netmetrics: count frames per traffic class: ingress by XDP (native mode) or a TC classifier
+ * (skb mode), egress by a TC classifier.
  *
  * The loader (bpf/program.py) defines CLASS_<NAME>, the bit of each class of bpf/classes.py, and
- * NUM_CLASSES. Both entry points run the same parser, which returns a bitmask of classes, then
- * add the frame to one per-CPU slot (rx or tx): one map lookup to count, no locks, no allocation.
+ * NUM_CLASSES. The three entry points run the same parser, which returns a bitmask of classes,
+ * then add the frame to one per-CPU slot (rx or tx): one map lookup, no locks, no allocation.
  * The programs only read: they never modify, drop or redirect a frame.
  */
 #include <uapi/linux/bpf.h>
@@ -12,6 +13,8 @@
 #include <uapi/linux/ip.h>
 #include <uapi/linux/ipv6.h>
 #include <uapi/linux/pkt_cls.h>
+#include <uapi/linux/tcp.h>
+#include <uapi/linux/udp.h>
 
 #if NUM_CLASSES > 32
 #error "the class mask is 32 bits wide"
@@ -62,9 +65,11 @@ static __always_inline __u32 port_classes(__u32 index)
 }
 
 /* The class of the transport protocol, known from the IP header alone; application classes too
- * when the transport header is there (not a non-first fragment) and its ports are in bounds. */
-static __always_inline __u32 transport(void *l4, void *data_end, __u8 proto, __u8 icmp_proto,
-                                       int has_l4)
+ * when the transport header is there (not a non-first fragment) and its ports are in bounds.
+ * *header_len becomes the frame's L2-L4 header length (TCP options included) when the whole
+ * TCP or UDP header is in bounds; it stays 0 otherwise. */
+static __always_inline __u32 transport(void *data, void *l4, void *data_end, __u8 proto,
+                                       __u8 icmp_proto, int has_l4, __u32 *header_len)
 {
     __u32 mask, base;
 
@@ -79,29 +84,39 @@ static __always_inline __u32 transport(void *l4, void *data_end, __u8 proto, __u
     } else {
         return 0;
     }
+    if (!has_l4)
+        return mask;
+    __u32 l4_len = sizeof(struct udphdr);
+    if (proto == IPPROTO_TCP) {
+        struct tcphdr *tcp = l4;
+        l4_len = (void *)(tcp + 1) <= data_end && tcp->doff >= 5 ? tcp->doff * 4 : 0;
+    }
+    if (l4_len && l4 + l4_len <= data_end)
+        *header_len = l4 + l4_len - data;
     __be16 *ports = l4;
-    if (!has_l4 || (void *)(ports + 2) > data_end)
+    if ((void *)(ports + 2) > data_end)
         return mask;
     mask |= port_classes(base + bpf_ntohs(ports[0]));
     return mask | port_classes(base + bpf_ntohs(ports[1]));
 }
 
-static __always_inline __u32 parse_ipv4(void *l3, void *data_end)
+static __always_inline __u32 parse_ipv4(void *data, void *l3, void *data_end, __u32 *header_len)
 {
     struct iphdr *ip = l3;
 
     if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
         return 0;
-    __u32 header_len = ip->ihl * 4;
-    if (l3 + header_len > data_end)  /* options cut short */
+    __u32 ip_len = ip->ihl * 4;
+    if (l3 + ip_len > data_end)  /* options cut short */
         return 0;
     /* A non-first fragment has no transport header: its protocol is known, its ports not. */
     int has_l4 = !(ip->frag_off & bpf_htons(IPV4_FRAG_OFFSET));
-    __u32 above = transport(l3 + header_len, data_end, ip->protocol, IPPROTO_ICMP, has_l4);
+    __u32 above = transport(data, l3 + ip_len, data_end, ip->protocol, IPPROTO_ICMP, has_l4,
+                            header_len);
     return CLASS_BIT(CLASS_IPV4) | above;
 }
 
-static __always_inline __u32 parse_ipv6(void *l3, void *data_end)
+static __always_inline __u32 parse_ipv6(void *data, void *l3, void *data_end, __u32 *header_len)
 {
     struct ipv6hdr *ip6 = l3;
 
@@ -134,15 +149,19 @@ static __always_inline __u32 parse_ipv6(void *l3, void *data_end)
             break;
         }
     }
-    return CLASS_BIT(CLASS_IPV6) | transport(cur, data_end, next, IPPROTO_ICMPV6, has_l4);
+    return CLASS_BIT(CLASS_IPV6) |
+           transport(data, cur, data_end, next, IPPROTO_ICMPV6, has_l4, header_len);
 }
 
-/* The classes of one frame. A class is set only once the header proving it is in bounds. */
-static __always_inline __u32 classify(void *data, void *data_end)
+/* The classes of one frame. A class is set only once the header proving it is in bounds.
+ * *header_len: the L2-L4 header length of a TCP or UDP frame whose whole header is in bounds,
+ * else 0 (the length a GSO aggregate repeats in each of its segments). */
+static __always_inline __u32 classify(void *data, void *data_end, __u32 *header_len)
 {
     struct ethhdr *eth = data;
     __u32 mask = 0;
 
+    *header_len = 0;
     if ((void *)(eth + 1) <= data_end) {
         void *cur = eth + 1;
         __be16 proto = eth->h_proto;
@@ -158,9 +177,9 @@ static __always_inline __u32 classify(void *data, void *data_end)
             cur = tag + 1;
         }
         if (proto == bpf_htons(ETH_P_IP))
-            mask = parse_ipv4(cur, data_end);
+            mask = parse_ipv4(data, cur, data_end, header_len);
         else if (proto == bpf_htons(ETH_P_IPV6))
-            mask = parse_ipv6(cur, data_end);
+            mask = parse_ipv6(data, cur, data_end, header_len);
     }
     if (!(mask & TRANSPORT_CLASSES))
         mask |= CLASS_BIT(CLASS_OTHER);
@@ -181,21 +200,49 @@ static __always_inline void count(__u32 direction, __u32 mask, __u64 packets, __
     }
 }
 
+/* Native XDP sees each frame as the driver received it, before GRO: one frame, one packet. */
 int netmetrics_xdp(struct xdp_md *ctx)
 {
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
+    __u32 header_len;
 
-    count(RX, classify(data, data_end), 1, data_end - data);
+    count(RX, classify(data, data_end, &header_len), 1, data_end - data);
     return XDP_PASS;
 }
 
-/* TC_ACT_UNSPEC, not TC_ACT_OK: both let the frame go, but TC_ACT_OK would also end the filter
- * chain, hiding the frame from any other tool's egress filter after ours. */
+/* Ingress on the socket-buffer path, where GRO has merged frames and virtual NICs (veth, tap,
+ * virtio) hand over GSO packets whole. cls_bpf pushes the MAC header back before running us: data
+ * is the Ethernet header and len counts it. Such an aggregate stands for gso_segs wire packets,
+ * each with its own copy of the L2-L4 headers: count them as the kernel counts egress wire_len
+ * (qdisc_pkt_len_init): len + (segs - 1) * header length. virtio and tap leave gso_segs 0 for the
+ * stack to compute ("dodgy" GSO): the kernel's formula from gso_size then. When the parser cannot
+ * tell the header length, the packets still count, the repeated headers' bytes do not.
+ *
+ * TC_ACT_UNSPEC, not TC_ACT_OK: both let the frame go, but TC_ACT_OK would also end the filter
+ * chain, hiding the frame from any other tool's filter after ours. */
+int netmetrics_tcin(struct __sk_buff *skb)
+{
+    void *data = (void *)(long)skb->data;
+    void *data_end = (void *)(long)skb->data_end;
+    __u32 header_len;
+    __u32 mask = classify(data, data_end, &header_len);
+    __u32 segs = skb->gso_segs;
+
+    if (!segs && skb->gso_size && header_len)
+        segs = (skb->len - header_len + skb->gso_size - 1) / skb->gso_size;
+    if (!segs)
+        segs = 1;
+    count(RX, mask, segs, skb->len + (__u64)(segs - 1) * header_len);
+    return TC_ACT_UNSPEC;
+}
+
+/* Egress: TC_ACT_UNSPEC as on ingress. */
 int netmetrics_tc(struct __sk_buff *skb)
 {
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
+    __u32 header_len;
     /* A GSO skb leaves as gso_segs wire packets, each with its own copy of the L2-L4 headers.
      * wire_len is the kernel's count of their bytes (qdisc_pkt_len_init, run before the egress
      * hook: len + (segs - 1) * header length, tunnels and TCP options included); it is 0 only
@@ -203,6 +250,6 @@ int netmetrics_tc(struct __sk_buff *skb)
     __u64 packets = skb->gso_segs ? skb->gso_segs : 1;
     __u64 bytes = skb->wire_len ? skb->wire_len : skb->len;
 
-    count(TX, classify(data, data_end), packets, bytes);
+    count(TX, classify(data, data_end, &header_len), packets, bytes);
     return TC_ACT_UNSPEC;
 }

@@ -1,7 +1,8 @@
 """The compiled netmetrics programs and their maps, loaded but not attached to anything.
 
-One `Program` is one BCC compilation of bpf/netmetrics.c: the XDP and TC entry points (their file
-descriptors are what gets attached, or test-run), the counters, and the application port table.
+One `Program` is one BCC compilation of bpf/netmetrics.c: the three entry points (XDP ingress, TC
+ingress, TC egress: their file descriptors are what gets attached, or test-run), the counters, and
+the application port table.
 """
 
 import ctypes
@@ -15,7 +16,7 @@ SOURCE = Path(__file__).with_name("netmetrics.c")
 # The entry points, and the programs' names in the kernel (which keeps 15 characters: these fit)
 # by which a leftover of a killed sampler is recognised.
 XDP_FUNCTION = "netmetrics_xdp"
-TC_FUNCTION = "netmetrics_tc"
+TC_FUNCTIONS = {"ingress": "netmetrics_tcin", "egress": "netmetrics_tc"}
 
 # Index base of each transport in the app_ports map (UDP_PORTS_BASE in netmetrics.c).
 _PORTS_BASE = {"tcp": 0, "udp": 65536}
@@ -42,7 +43,7 @@ def app_port_masks(app_ports: Mapping[str, Iterable[int]]) -> dict[int, int]:
 
 
 class Program:
-    """Compile and load both entry points once; read and reset their counters.
+    """Compile and load the entry points once; read and reset their counters.
 
     Raises PreflightError (one line) when BCC is missing or the program does not compile or
     load; BCC itself prints the compiler's and the verifier's details on stderr before that.
@@ -58,7 +59,11 @@ class Program:
         try:
             self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=_cflags())
             self.xdp_fd: int = self._bpf.load_func(XDP_FUNCTION.encode(), BPF.XDP).fd
-            self.tc_fd: int = self._bpf.load_func(TC_FUNCTION.encode(), BPF.SCHED_CLS).fd
+            # TC program fds by side: ingress (skb mode) and egress.
+            self.tc_fds: dict[str, int] = {
+                side: self._bpf.load_func(name.encode(), BPF.SCHED_CLS).fd
+                for side, name in TC_FUNCTIONS.items()
+            }
         except Exception as exc:  # BCC raises bare Exception for compile and load errors
             first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
             raise PreflightError(

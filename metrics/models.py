@@ -36,6 +36,10 @@ for _name in COUNTER_NAMES:
     CounterColumns.add_to_class(_name, models.BigIntegerField(default=0))
 
 
+def this_host() -> str:
+    return socket.gethostname()
+
+
 class SamplerRunQuerySet(models.QuerySet):
     def latest_for(self, interface: str | None) -> SamplerRun | None:
         """The run that wrote the newest sample (of interface, when given)."""
@@ -48,10 +52,10 @@ class SamplerRunQuerySet(models.QuerySet):
 class SamplerRun(CounterColumns):
     """One life of `runsampler` on one interface; counters are cumulative since it started."""
 
-    MODES = [("native", "native (driver) XDP"), ("skb", "generic (SKB) XDP")]
+    MODES = [("native", "native XDP"), ("skb", "socket-buffer path: TC ingress classifier")]
 
     interface = models.CharField(max_length=15, db_index=True)
-    hostname = models.CharField(max_length=255, default=socket.gethostname)
+    hostname = models.CharField(max_length=255, default=this_host)
     mode = models.CharField(max_length=8, choices=MODES)
     egress = models.BooleanField(help_text="whether outgoing traffic is measured (TC egress)")
     interval = models.FloatField(default=1.0, help_text="seconds between samples")

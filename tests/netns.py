@@ -42,12 +42,15 @@ class VethPair:
         link = sh("ip", "-d", "link", "show", "dev", self.host_iface)
         return "\n".join(line.strip() for line in link.splitlines() if "xdp" in line)
 
-    def egress_filters(self) -> str:
-        return sh("tc", "filter", "show", "dev", self.host_iface, "egress").strip()
+    def filters(self, side: str) -> str:
+        """The TC filters on one side ("ingress" or "egress") of the host end."""
+        return sh("tc", "filter", "show", "dev", self.host_iface, side).strip()
 
     def attached(self) -> str:
-        """Everything attached to the host end: XDP, and filters on TC egress."""
-        return f"{self.xdp()}\n{self.egress_filters()}".strip()
+        """Everything attached to the host end: XDP, and TC filters on both sides."""
+        return "\n".join(
+            part for part in (self.xdp(), self.filters("ingress"), self.filters("egress")) if part
+        )
 
 
 def _mac(iface: str, namespace: str | None = None) -> str:

@@ -1,8 +1,9 @@
 """Packet-by-packet classification of the netmetrics programs, through BPF_PROG_TEST_RUN.
 
-Every frame runs through the XDP program (counts rx) and the TC program (counts tx); each run
-must leave the frame alone (XDP_PASS, TC_ACT_UNSPEC) and change exactly the expected counters:
-packets by one and bytes by the frame's length for each expected class, in one direction only.
+Every frame runs through the three entry points: XDP and the TC ingress filter (count rx), the
+TC egress filter (counts tx). Each run must leave the frame alone (XDP_PASS, TC_ACT_UNSPEC) and
+change exactly the expected counters: packets by one and bytes by the frame's length for each
+expected class, in one direction only. GSO aggregates count as the wire packets they stand for.
 """
 
 import struct
@@ -233,13 +234,19 @@ CASES: list[tuple[str, bytes, set[str]]] = [
     ("minimal-zero-frame", bytes(14), {"other"}),
 ]
 # The kernel's test run refuses to build an skb of EtherType IPv4/IPv6 shorter than the fixed IP
-# header (EINVAL), so these run on XDP only; their VLAN-tagged twins cover the TC program.
-RX_ONLY = {"cut-ipv4-header", "cut-ipv6-header"}
+# header (EINVAL), so these run on XDP only; their VLAN-tagged twins cover the TC programs.
+XDP_ONLY = {"cut-ipv4-header", "cut-ipv6-header"}
+# Entry point -> the direction it counts, and the return value that lets the frame go.
+ENTRY_POINTS = {
+    "xdp": ("rx", XDP_PASS),
+    "tc-ingress": ("rx", TC_ACT_UNSPEC),
+    "tc-egress": ("tx", TC_ACT_UNSPEC),
+}
 RUNS = [
-    pytest.param(direction, data, classes, id=f"{case_id}-{direction}")
+    pytest.param(entry, data, classes, id=f"{case_id}-{entry}")
     for case_id, data, classes in CASES
-    for direction in ("rx", "tx")
-    if not (direction == "tx" and case_id in RX_ONLY)
+    for entry in ENTRY_POINTS
+    if entry == "xdp" or case_id not in XDP_ONLY
 ]
 
 
@@ -262,12 +269,12 @@ def expected(direction: str, classes: set[str], packets: int, nbytes: int) -> di
     return counts
 
 
-def run(program: Program, direction: str, data: bytes, ctx: bytes | None = None) -> dict[str, int]:
-    """Run one direction's program on data; check it lets the frame go; the counter deltas."""
+def run(program: Program, entry: str, data: bytes, ctx: bytes | None = None) -> dict[str, int]:
+    """Run one entry point on data; check it lets the frame go; the counter deltas."""
     before = program.read()
-    fd, passed = (program.xdp_fd, XDP_PASS) if direction == "rx" else (program.tc_fd, TC_ACT_UNSPEC)
+    fd = program.xdp_fd if entry == "xdp" else program.tc_fds[entry.removeprefix("tc-")]
     retval, _ = prog_test_run(fd, data, ctx=ctx)
-    assert retval == passed
+    assert retval == ENTRY_POINTS[entry][1]
     return delta(before, program.read())
 
 
@@ -276,30 +283,114 @@ def test_cases_use_only_known_classes() -> None:
         assert classes <= set(CLASSES), case_id
 
 
-@pytest.mark.parametrize(("direction", "data", "classes"), RUNS)
-def test_classification(program: Program, direction: str, data: bytes, classes: set[str]) -> None:
-    assert run(program, direction, data) == expected(direction, classes, 1, len(data))
+@pytest.mark.parametrize(("entry", "data", "classes"), RUNS)
+def test_classification(program: Program, entry: str, data: bytes, classes: set[str]) -> None:
+    direction = ENTRY_POINTS[entry][0]
+    assert run(program, entry, data) == expected(direction, classes, 1, len(data))
 
 
-def sk_buff_ctx(gso_segs: int, wire_len: int) -> bytes:
-    """A struct __sk_buff for the test run: only gso_segs and wire_len set (UAPI offsets)."""
-    ctx = bytearray(168)
+def sk_buff_ctx(gso_segs: int = 0, wire_len: int = 0, gso_size: int = 0) -> bytes:
+    """A struct __sk_buff for the test run, up to gso_size; only the GSO fields and wire_len
+    set (UAPI offsets: wire_len 160, gso_segs 164, gso_size 176)."""
+    ctx = bytearray(180)
     struct.pack_into("=II", ctx, 160, wire_len, gso_segs)
+    struct.pack_into("=I", ctx, 176, gso_size)
     return bytes(ctx)
 
 
-def test_tc_counts_gso_skb_as_its_wire_packets(program: Program) -> None:
+def test_tc_egress_counts_gso_skb_as_its_wire_packets(program: Program) -> None:
     data = frame(ETH / V4 / TCP(sport=40000, dport=443) / (b"x" * 2896))
     headers = 14 + 20 + 20
     wire_len = len(data) + 2 * headers  # 3 segments of 1448 bytes, each with its own headers
-    got = run(program, "tx", data, ctx=sk_buff_ctx(gso_segs=3, wire_len=wire_len))
+    got = run(program, "tc-egress", data, ctx=sk_buff_ctx(gso_segs=3, wire_len=wire_len))
     assert got == expected("tx", {"ipv4", "tcp", "https"}, 3, wire_len)
 
 
 def test_tc_counts_non_gso_skb_once(program: Program) -> None:
     data = frame(ETH / V6 / UDP(sport=40000, dport=53))
-    got = run(program, "tx", data, ctx=sk_buff_ctx(gso_segs=0, wire_len=0))
-    assert got == expected("tx", {"ipv6", "udp", "dns"}, 1, len(data))
+    for entry in ("tc-ingress", "tc-egress"):
+        got = run(program, entry, data, ctx=sk_buff_ctx())
+        assert got == expected(ENTRY_POINTS[entry][0], {"ipv6", "udp", "dns"}, 1, len(data))
+
+
+TCP_TIMESTAMPS = [("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]
+# GRO/GSO aggregates at TC ingress: (id, headers, payload bytes, gso_size, classes, L2-L4 header
+# length). Each of the ceil(payload / gso_size) segments carries its own copy of the headers.
+# (Small segments: the test run takes at most a page of data.)
+AGGREGATES = [
+    (
+        "ipv4-tcp-timestamps",
+        ETH / V4 / TCP(sport=40000, dport=443, options=TCP_TIMESTAMPS),
+        3 * 1000,
+        1000,
+        {"ipv4", "tcp", "https"},
+        14 + 20 + 32,
+    ),
+    (
+        "ipv6-tcp-last-segment-short",
+        ETH / V6 / TCP(sport=80, dport=40000),
+        4 * 800 + 7,
+        800,
+        {"ipv6", "tcp", "http"},
+        14 + 40 + 20,
+    ),
+    (
+        "vlan-ipv4-options-tcp",
+        ETH
+        / Dot1Q(vlan=10)
+        / v4(options=[IPOption_RR()])
+        / TCP(sport=40000, dport=22, options=TCP_TIMESTAMPS),
+        2 * 1000,
+        1000,
+        {"ipv4", "tcp"},
+        14 + 4 + 24 + 32,  # an empty record-route option: 4 bytes
+    ),
+    (
+        "ipv6-hop-by-hop-udp-gso",
+        ETH / V6 / IPv6ExtHdrHopByHop() / UDP(sport=40000, dport=53),
+        5 * 600,
+        600,
+        {"ipv6", "udp", "dns"},
+        14 + 40 + 8 + 8,
+    ),
+]
+
+
+@pytest.mark.parametrize("gso_segs_set", [True, False], ids=["gso_segs", "dodgy-gso_segs-0"])
+@pytest.mark.parametrize(
+    ("headers", "payload", "gso_size", "classes", "header_len"),
+    [pytest.param(*rest, id=case_id) for case_id, *rest in AGGREGATES],
+)
+def test_tc_ingress_counts_an_aggregate_as_its_wire_packets(
+    program: Program,
+    headers: Packet,
+    payload: int,
+    gso_size: int,
+    classes: set[str],
+    header_len: int,
+    gso_segs_set: bool,
+) -> None:
+    """gso_segs as GRO and GSO senders set it; or 0, as virtio and tap leave it ("dodgy")."""
+    data = frame(headers / (b"x" * payload))
+    assert len(bytes(headers)) == header_len
+    segs = -(-payload // gso_size)
+    ctx = sk_buff_ctx(gso_segs=segs if gso_segs_set else 0, gso_size=gso_size)
+    got = run(program, "tc-ingress", data, ctx=ctx)
+    assert got == expected("rx", classes, segs, len(data) + (segs - 1) * header_len)
+
+
+def test_tc_ingress_counts_an_aggregate_of_unknown_headers_without_their_copies(
+    program: Program,
+) -> None:
+    """GRE (or a TCP header cut short): the packets still count; only the frame's own bytes."""
+    gre = frame(ETH / v4(proto=47) / (b"g" * 3000))
+    assert run(program, "tc-ingress", gre, ctx=sk_buff_ctx(gso_segs=3, gso_size=1000)) == (
+        expected("rx", {"ipv4", "other"}, 3, len(gre))
+    )
+    # Without the header length, a dodgy aggregate's segments cannot be derived: one packet.
+    assert run(program, "tc-ingress", gre, ctx=sk_buff_ctx(gso_size=1000)) == (
+        expected("rx", {"ipv4", "other"}, 1, len(gre))
+    )
 
 
 def test_custom_app_ports(program: Program) -> None:
@@ -309,30 +400,30 @@ def test_custom_app_ports(program: Program) -> None:
     dns_5353 = frame(ETH / V6 / UDP(sport=5353, dport=40000))
     try:
         program.set_app_ports({"http": [8080], "https": [443], "dns": [53, 5353]})
-        for direction in ("rx", "tx"):
-            assert run(program, direction, tcp_8080) == expected(
+        for entry, (direction, _) in ENTRY_POINTS.items():
+            assert run(program, entry, tcp_8080) == expected(
                 direction, {"ipv4", "tcp", "http"}, 1, len(tcp_8080)
             )
             # http is TCP only, and port 80 is no longer http.
-            assert run(program, direction, udp_8080) == expected(
+            assert run(program, entry, udp_8080) == expected(
                 direction, {"ipv4", "udp"}, 1, len(udp_8080)
             )
-            assert run(program, direction, tcp_80) == expected(
+            assert run(program, entry, tcp_80) == expected(
                 direction, {"ipv4", "tcp"}, 1, len(tcp_80)
             )
-            assert run(program, direction, dns_5353) == expected(
+            assert run(program, entry, dns_5353) == expected(
                 direction, {"ipv6", "udp", "dns"}, 1, len(dns_5353)
             )
     finally:
         program.set_app_ports(DEFAULT_APP_PORTS)
-    assert run(program, "rx", tcp_80) == expected("rx", {"ipv4", "tcp", "http"}, 1, len(tcp_80))
+    assert run(program, "xdp", tcp_80) == expected("rx", {"ipv4", "tcp", "http"}, 1, len(tcp_80))
 
 
 def test_a_port_of_two_classes_counts_in_both(program: Program) -> None:
     data = frame(ETH / V4 / TCP(sport=8443, dport=40000))
     try:
         program.set_app_ports({"http": [8443], "https": [8443], "dns": []})
-        assert run(program, "rx", data) == expected(
+        assert run(program, "xdp", data) == expected(
             "rx", {"ipv4", "tcp", "http", "https"}, 1, len(data)
         )
     finally:
@@ -340,8 +431,8 @@ def test_a_port_of_two_classes_counts_in_both(program: Program) -> None:
 
 
 def test_reset_zeroes_both_directions(program: Program) -> None:
-    run(program, "rx", CASES[0][1])
-    run(program, "tx", CASES[0][1])
+    run(program, "xdp", CASES[0][1])
+    run(program, "tc-egress", CASES[0][1])
     program.reset()
     assert set(program.read().values()) == {0}
 

@@ -1,9 +1,11 @@
 """The whole path, for real: packets through a veth pair, the kernel programs, runsampler, the
-database, the REST API and the WebSocket of a daphne server, with exact counts.
+database, the REST API and the WebSocket of a daphne server, with exact counts, in both modes:
+ingress by native XDP, and by the TC ingress filter (skb mode).
 
 Traffic (sent from inside a namespace of the test's own, to the sampler's end of the pair):
 50 UDP datagrams of 100 bytes to a listener, 7 DNS queries of 30 bytes answered with 50 bytes,
-and TCP connection attempts to ports 80 (3) and 443 (4), refused with a RST.
+and TCP connection attempts to ports 80 (3) and 443 (4), refused with a RST. A TCP bulk transfer
+checks that GSO aggregates (which veth hands over whole) count as the wire packets they stand for.
 """
 
 from __future__ import annotations
@@ -13,24 +15,26 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.netns import VethPair, veth_pair
+from bpf import libbpf
+from bpf.classes import DEFAULT_APP_PORTS
+from bpf.program import Program
+from tests.netns import VethPair, sh, veth_pair
+from tests.processes import ROOT, Managed, db_rows, migrated_env, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 ETH, IP, UDP = 14, 20, 8
-SYN = ETH + IP + 40  # Linux's SYN: MSS, SACK permitted, timestamps, window scale
+SYN = ETH + IP + 40  # Linux's SYN (and SYN-ACK): MSS, SACK permitted, timestamps, window scale
 RST = ETH + IP + 20
+TCP_TS = ETH + IP + 32  # any other segment of a connection with timestamps: NOP, NOP, timestamp
 UDP_COUNT, UDP_PAYLOAD = 50, 100
 DNS_COUNT, DNS_QUERY, DNS_ANSWER = 7, 30, 50
 HTTP_TRIES, HTTPS_TRIES = 3, 4
@@ -94,38 +98,6 @@ SENDER = textwrap.dedent(
 )
 
 
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class Managed:
-    """A manage.py subprocess with its output in a log file, for the failure message."""
-
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -140,32 +112,33 @@ def pair(requires_bpf) -> Iterator[VethPair]:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict[str, str]:
-    db = tmp_path_factory.mktemp("e2e") / "netmetrics.sqlite3"
-    env = {**os.environ, "NETMETRICS_DB": str(db), "PYTHONUNBUFFERED": "1"}
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
-    )
-    return env
-
-
-def db_rows(env: dict[str, str], sql: str, *params) -> list[tuple]:
-    with sqlite3.connect(env["NETMETRICS_DB"]) as db:
-        return db.execute(sql, params).fetchall()
+    return migrated_env(tmp_path_factory.mktemp("e2e") / "netmetrics.sqlite3")
 
 
 def sample_count(env: dict[str, str], iface: str) -> int:
     return db_rows(env, "SELECT COUNT(*) FROM metrics_sample WHERE interface = ?", iface)[0][0]
 
 
+def run_id(env: dict[str, str], sampler: Managed) -> int:
+    """The SamplerRun of this sampler process (samples of earlier runs share the interface)."""
+    rows = db_rows(env, "SELECT MAX(id) FROM metrics_samplerrun WHERE pid = ?", sampler.pid)
+    return rows[0][0]
+
+
+def clsact(pair: VethPair) -> bool:
+    return "clsact" in sh("tc", "qdisc", "show", "dev", pair.host_iface)
+
+
 def start_sampler(env, pair: VethPair, log: Path, *extra: str) -> Managed:
+    """runsampler on the host end, once its first sample is written."""
     before = sample_count(env, pair.host_iface)
     sampler = Managed(env, log, "runsampler", "--iface", pair.host_iface, *extra)
     wait_for(
-        lambda: sampler.proc.poll() is not None or sample_count(env, pair.host_iface) > before,
+        lambda: not sampler.running() or sample_count(env, pair.host_iface) > before,
         60,
         "the sampler's first sample",
     )
-    assert sampler.proc.poll() is None, sampler.output()
+    assert sampler.running(), sampler.output()
     return sampler
 
 
@@ -197,13 +170,14 @@ class Responders:
         self.dns.close()
 
 
-def test_exact_counts_through_kernel_sampler_api_and_websocket(pair, env, tmp_path) -> None:
+@pytest.mark.parametrize("mode", ["native", "skb"])
+def test_exact_counts_through_kernel_sampler_api_and_websocket(pair, env, tmp_path, mode) -> None:
     port = free_port()
     web = Managed(env, tmp_path / "web.log", "runserver", "--noreload", f"127.0.0.1:{port}")
     responders = Responders(pair.host_ip)
     sampler = None
     try:
-        sampler = start_sampler(env, pair, tmp_path / "sampler.log")
+        sampler = start_sampler(env, pair, tmp_path / "sampler.log", "--mode", mode)
         wait_for(lambda: _get(port, "/health") == "OK", 30, "the web server")
         with live_messages(port, pair.host_iface) as messages:
             before = pair.host_counters()
@@ -229,31 +203,32 @@ def test_exact_counts_through_kernel_sampler_api_and_websocket(pair, env, tmp_pa
             sampler.stop(signal.SIGKILL)
         web.stop()
 
-    assert "native XDP" in sampler.output() and "egress on" in sampler.output()
-    assert pair.attached() == "", "SIGTERM must detach everything"
+    ingress = "native XDP" if mode == "native" else "TC (skb mode)"
+    assert f"ingress by {ingress}, egress by TC" in sampler.output()
+    assert pair.attached() == "" and not clsact(pair), "SIGTERM must detach everything"
 
     # The interface's own statistics agree with what was sent, and nothing else crossed it.
-    # (veth counts a received frame's bytes after its Ethernet header is pulled; netmetrics
-    # counts whole frames in both directions.)
+    # (veth on its XDP path counts a received frame's bytes after its Ethernet header is pulled;
+    # netmetrics counts whole frames in both directions.)
     rx_packets = after["rx_packets"] - before["rx_packets"]
     assert rx_packets == EXPECTED["rx_total_packets"]
-    assert after["rx_bytes"] - before["rx_bytes"] + ETH * rx_packets == EXPECTED["rx_total_bytes"]
+    pulled = ETH * rx_packets if mode == "native" else 0
+    assert after["rx_bytes"] - before["rx_bytes"] + pulled == EXPECTED["rx_total_bytes"]
     assert after["tx_packets"] - before["tx_packets"] == EXPECTED["tx_total_packets"]
     assert after["tx_bytes"] - before["tx_bytes"] == EXPECTED["tx_total_bytes"]
 
-    # The Sample rows add up to exactly the traffic, and the run's totals equal their sum.
+    # The run's Sample rows add up to exactly the traffic, and the run's totals equal their sum.
+    run = run_id(env, sampler)
     columns = ", ".join(f"SUM({name})" for name in EXPECTED)
-    sums = db_rows(
-        env, f"SELECT {columns} FROM metrics_sample WHERE interface = ?", pair.host_iface
-    )
+    sums = db_rows(env, f"SELECT {columns} FROM metrics_sample WHERE run_id = ?", run)
     assert dict(zip(EXPECTED, sums[0], strict=True)) == EXPECTED
-    run_totals = db_rows(
+    [(*totals, run_mode, stopped_at)] = db_rows(
         env,
-        f"SELECT {', '.join(EXPECTED)}, stopped_at FROM metrics_samplerrun WHERE interface = ?",
-        pair.host_iface,
+        f"SELECT {', '.join(EXPECTED)}, mode, stopped_at FROM metrics_samplerrun WHERE id = ?",
+        run,
     )
-    assert len(run_totals) == 1 and run_totals[0][-1] is not None
-    assert dict(zip(EXPECTED, run_totals[0][:-1], strict=False)) == EXPECTED
+    assert run_mode == mode and stopped_at is not None
+    assert dict(zip(EXPECTED, totals, strict=True)) == EXPECTED
 
     # The API served the same totals while the sampler ran (all traffic was in by then).
     assert realtime["totals"]["rx"]["packets"] == EXPECTED["rx_total_packets"]
@@ -274,27 +249,175 @@ def test_exact_counts_through_kernel_sampler_api_and_websocket(pair, env, tmp_pa
     assert len(set(timestamps)) == len(timestamps), "each sample once"
 
 
-def test_sigkill_leaves_a_program_that_the_next_start_replaces(pair, env, tmp_path) -> None:
-    killed = start_sampler(env, pair, tmp_path / "killed.log", "--mode", "skb")
-    killed.stop(signal.SIGKILL)
-    assert pair.xdp(), "a SIGKILLed sampler cannot detach: its program lingers"
+BULK_PORT, BULK_BYTES = 5001, 3_000_000 + 123
+# The sender prints its own TCP_INFO counts once the connection is closed both ways: tcpi_segs_out
+# (every segment it sent, the SYN and retransmissions included, a GSO packet as its segments) at
+# offset 136, and tcpi_bytes_sent (payload bytes, retransmissions included) at 200. Veth can
+# reorder (its receive backlog is per CPU) and the sender then retransmits: those frames cross the
+# link too, so only the sender knows the exact count. Its small send buffer keeps fewer frames in
+# flight than veth's XDP ring holds (256), which would otherwise drop some before any hook.
+BULK_SENDER = """
+import socket, struct, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+s.settimeout(10)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.sendall(b"b" * int(sys.argv[3]))
+s.shutdown(socket.SHUT_WR)
+assert s.recv(1) == b""  # the receiver read everything and closed
+info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+print(struct.unpack_from("I", info, 136)[0], struct.unpack_from("Q", info, 200)[0])
+"""
 
-    restarted = start_sampler(env, pair, tmp_path / "restarted.log")
+
+def bulk_transfer(pair: VethPair) -> tuple[int, int, int]:
+    """BULK_BYTES over one TCP connection from the namespace to the host end.
+
+    Returns the bytes received, and the sender's segments and payload bytes sent.
+    """
+    received = 0
+
+    def receive(listener: socket.socket) -> None:
+        nonlocal received
+        conn, _ = listener.accept()
+        with conn:
+            while chunk := conn.recv(1 << 16):
+                received += len(chunk)
+
+    with socket.create_server((pair.host_ip, BULK_PORT)) as listener:
+        listener.settimeout(30)
+        receiver = threading.Thread(target=receive, args=(listener,))
+        receiver.start()
+        sender = subprocess.run(
+            pair.in_namespace(
+                sys.executable, "-c", BULK_SENDER, pair.host_ip, str(BULK_PORT), str(BULK_BYTES)
+            ),
+            check=True,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        )
+        receiver.join(30)
+    segs_out, bytes_sent = map(int, sender.stdout.split())
+    return received, segs_out, bytes_sent
+
+
+@pytest.mark.parametrize("mode", ["native", "skb"])
+def test_gso_aggregates_count_as_their_wire_packets(pair, env, tmp_path, mode) -> None:
+    """A TCP bulk transfer: veth hands the sender's GSO packets over whole (in skb mode), yet
+    every packet counts as the wire frames it stands for, each with its own headers."""
+    sampler = start_sampler(env, pair, tmp_path / "bulk.log", "--mode", mode)
     try:
-        assert "XDP" in restarted.output()
+        before = pair.host_counters()
+        received, segs_out, bytes_sent = bulk_transfer(pair)
+    finally:
+        assert sampler.stop() == 0, sampler.output()
+    after = pair.host_counters()
+    assert received == BULK_BYTES <= bytes_sent
+
+    names = ("rx_total_packets", "rx_tcp_packets", "rx_tcp_bytes")
+    row = db_rows(
+        env, f"SELECT {', '.join(names)} FROM metrics_samplerrun WHERE id = ?", run_id(env, sampler)
+    )
+    counted = dict(zip(names, row[0], strict=True))
+    packets = counted["rx_tcp_packets"]
+    assert packets == counted["rx_total_packets"], "nothing but the transfer crossed the link"
+    # Exactly the segments the sender sent; every one but the SYN with the same headers.
+    assert packets == segs_out, (counted, segs_out, bytes_sent)
+    assert counted["rx_tcp_bytes"] == bytes_sent + packets * TCP_TS + SYN - TCP_TS, counted
+    # veth counts what it hands over: single frames under native XDP (which turns the sender's
+    # GSO off), aggregates otherwise; so the skb mode really had aggregates to count.
+    handed_over = after["rx_packets"] - before["rx_packets"]
+    if mode == "native":
+        assert handed_over == packets
+    else:
+        assert handed_over < packets / 2, (handed_over, packets)
+
+
+@pytest.mark.parametrize(("killed_mode", "next_mode"), [("native", "auto"), ("skb", "native")])
+def test_sigkill_leaves_programs_that_the_next_start_replaces(
+    pair, env, tmp_path, killed_mode, next_mode
+) -> None:
+    killed = start_sampler(env, pair, tmp_path / "killed.log", "--mode", killed_mode)
+    killed.stop(signal.SIGKILL)
+    # A SIGKILLed sampler cannot detach: its programs linger, the clsact qdisc too.
+    ingress_by_xdp = killed_mode == "native"
+    assert bool(pair.xdp()) == ingress_by_xdp, pair.attached()
+    assert ("netmetrics_tcin" in pair.attached()) != ingress_by_xdp, pair.attached()
+    assert "netmetrics_tc " in pair.filters("egress"), pair.attached()
+
+    restarted = start_sampler(env, pair, tmp_path / "restarted.log", "--mode", next_mode)
+    try:
+        output = restarted.output()
+        assert "replacing a netmetrics egress filter" in output, output
+        if ingress_by_xdp:  # auto on veth counts ingress with TC: the XDP leftover goes
+            assert "removing a netmetrics XDP program" in output, output
+            assert "auto: veth loses GSO under native XDP" in output, output
+            assert not pair.xdp() and "netmetrics_tcin" in pair.attached()
+        else:
+            assert "removing a netmetrics ingress filter" in output, output
+            assert pair.xdp() and "netmetrics_tcin" not in pair.attached()
     finally:
         assert restarted.stop() == 0, restarted.output()
-    assert pair.attached() == ""
+    assert pair.attached() == "" and not clsact(pair)
+
+
+def leave_generic_xdp(pair: VethPair, prog_fd: int) -> None:
+    """Attach a program in generic mode and leave it there, as a leftover or another tool would."""
+    ifindex = socket.if_nametoindex(pair.host_iface)
+    rc = libbpf.lib().bpf_xdp_attach(ifindex, prog_fd, libbpf.XDP_FLAGS_SKB_MODE, None)
+    libbpf.check(rc, "attach generic XDP")
+    assert "xdpgeneric" in pair.xdp()
+
+
+def test_an_old_samplers_generic_xdp_leftover_is_removed(pair, env, tmp_path) -> None:
+    program = Program(DEFAULT_APP_PORTS)
+    try:
+        leave_generic_xdp(pair, program.xdp_fd)
+    finally:
+        program.close()  # the interface keeps the attached program loaded
+    sampler = start_sampler(env, pair, tmp_path / "generic.log", "--mode", "skb")
+    try:
+        assert "removing a netmetrics XDP program" in sampler.output(), sampler.output()
+        assert not pair.xdp()
+    finally:
+        assert sampler.stop() == 0, sampler.output()
+    assert pair.attached() == "" and not clsact(pair)
+
+
+def test_another_tools_xdp_program_stops_native_mode_only(pair, env, tmp_path) -> None:
+    from bcc import BPF
+
+    other = BPF(text=b"int other_xdp(struct xdp_md *ctx) { return XDP_PASS; }")
+    try:
+        leave_generic_xdp(pair, other.load_func(b"other_xdp", BPF.XDP).fd)
+        argv = (sys.executable, "manage.py", "runsampler", "--iface", pair.host_iface)
+        line = one_error_line(*argv, "--mode", "native", env=env)
+        assert "another XDP program (other_xdp" in line and "xdpgeneric off" in line, line
+        assert pair.attached() == pair.xdp()
+
+        # auto (as skb) counts ingress with TC, after the other program, and leaves it alone.
+        sampler = start_sampler(env, pair, tmp_path / "auto.log")
+        try:
+            assert "auto: another XDP program (other_xdp" in sampler.output(), sampler.output()
+            assert "netmetrics_tcin" in pair.attached()
+        finally:
+            assert sampler.stop() == 0, sampler.output()
+        assert "other_xdp" in pair.xdp() and pair.attached() == pair.xdp()
+    finally:
+        sh("ip", "link", "set", "dev", pair.host_iface, "xdpgeneric", "off", check=False)
+        other.cleanup()
+    assert pair.attached() == "" and not clsact(pair)
 
 
 def test_no_egress_attaches_no_tc_filter(pair, env, tmp_path) -> None:
     sampler = start_sampler(env, pair, tmp_path / "ingress.log", "--no-egress")
     try:
-        assert pair.xdp() and pair.egress_filters() == ""
+        assert pair.filters("egress") == "" and "netmetrics_tcin" in pair.attached()
         assert "egress off" in sampler.output()
     finally:
         assert sampler.stop() == 0
-    assert pair.attached() == ""
+    assert pair.attached() == "" and not clsact(pair)
 
 
 def one_error_line(*command: str, env: dict[str, str]) -> str:
@@ -306,9 +429,21 @@ def one_error_line(*command: str, env: dict[str, str]) -> str:
     return lines[0]
 
 
-def test_unknown_interface_is_one_clear_line(env) -> None:
+def test_unknown_interface_is_one_clear_line(requires_bpf, env) -> None:
     line = one_error_line(sys.executable, "manage.py", "runsampler", "--iface", "nosuch0", env=env)
     assert "nosuch0" in line
+
+
+def test_unusable_database_is_one_clear_line_and_detaches(pair, tmp_path) -> None:
+    """An empty file where the database should be: no tables, so the first write fails."""
+    db = tmp_path / "empty.sqlite3"
+    db.touch()
+    env = {**os.environ, "NETMETRICS_DB": str(db), "NETMETRICS_SECRET_KEY": "test"}
+    line = one_error_line(
+        sys.executable, "manage.py", "runsampler", "--iface", pair.host_iface, env=env
+    )
+    assert "cannot write the database" in line and "make setup" in line
+    assert pair.attached() == ""
 
 
 def test_without_root_is_one_clear_line(pair, env) -> None:

@@ -33,7 +33,8 @@ class Command(BaseCommand):
             "--mode",
             choices=["auto", "native", "skb"],
             default="auto",
-            help="XDP mode: auto tries native (driver) XDP, then generic (skb)",
+            help="ingress: native (driver XDP), skb (TC ingress classifier), "
+            "or auto (native where it pays, else skb)",
         )
         parser.add_argument(
             "--no-egress", action="store_true", help="measure ingress only (no TC program)"
@@ -53,25 +54,33 @@ class Command(BaseCommand):
         egress = not options["no_egress"]
         try:
             preflight(iface)
-            counter = TrafficCounter(
-                iface, mode=mode, egress=egress, app_ports=settings.NETMETRICS_APP_PORTS
-            )
         except PreflightError as exc:
             raise CommandError(str(exc)) from None
+        # Writing the run first finds a database problem before anything is attached.
+        run = self.start_run(iface, egress, interval)
+        counter = TrafficCounter(
+            iface, mode=mode, egress=egress, app_ports=settings.NETMETRICS_APP_PORTS
+        )
         try:
             got_mode = counter.attach()
-            attached = time.monotonic()
-            run = self.start_run(iface, got_mode, egress, interval)
+        except PreflightError as exc:
+            run.delete()  # it never counted anything
+            raise CommandError(str(exc)) from None
+        attached = time.monotonic()
+        try:
+            run.mode, run.started_at = got_mode, timezone.now()
+            try:
+                run.save(update_fields=["mode", "started_at"])
+            except DatabaseError as exc:
+                raise _database_error(exc) from None
             log.info(
-                "sampling %s every %gs: %s XDP, egress %s",
+                "sampling %s every %gs (%s mode), egress %s",
                 iface,
                 interval,
                 got_mode,
-                "on (TC)" if egress else "off",
+                "on" if egress else "off",
             )
             self.loop(Sampler(run, counter.read, attached), interval)
-        except PreflightError as exc:
-            raise CommandError(str(exc)) from None
         finally:
             counter.detach()
         log.info("stopped sampling %s; programs detached", iface)
@@ -79,21 +88,19 @@ class Command(BaseCommand):
     def on_signal(self, signum: int, frame: object) -> None:
         self.stopping.set()
 
-    def start_run(self, iface: str, mode: str, egress: bool, interval: float) -> SamplerRun:
+    def start_run(self, iface: str, egress: bool, interval: float) -> SamplerRun:
+        """The run's row; its mode is known once the programs are attached."""
         try:
             return SamplerRun.objects.create(
                 interface=iface,
-                mode=mode,
+                mode="",
                 egress=egress,
                 interval=interval,
                 pid=os.getpid(),
                 started_at=timezone.now(),
             )
         except DatabaseError as exc:
-            raise CommandError(
-                f"cannot write the database {settings.DATABASES['default']['NAME']}: {exc} "
-                "(run 'make setup' for migrations; check NETMETRICS_DB and its permissions)"
-            ) from None
+            raise _database_error(exc) from None
 
     def loop(self, sampler: Sampler, interval: float) -> None:
         """Tick on wall-clock multiples of the interval until SIGINT/SIGTERM, then flush."""
@@ -105,6 +112,13 @@ class Command(BaseCommand):
             sampler.run.stop(timezone.now())
         except DatabaseError as exc:
             log.warning("%s: could not mark the run stopped (%s)", sampler.run.interface, exc)
+
+
+def _database_error(exc: DatabaseError) -> CommandError:
+    return CommandError(
+        f"cannot write the database {settings.DATABASES['default']['NAME']}: {exc} "
+        "(run 'make setup' for migrations; check NETMETRICS_DB and its permissions)"
+    )
 
 
 def _until_next_boundary(interval: float) -> float:
