@@ -18,9 +18,12 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-# Re-pin the whole dependency tree from pyproject.toml's direct pins.
+# Re-pin the whole dependency tree from pyproject.toml's direct pins (the project itself is not
+# a package: it runs from the checkout).
 lock:
 	rm -rf var/lockenv && /usr/bin/python3 -m venv var/lockenv
-	var/lockenv/bin/pip install -q '.[dev]'
-	var/lockenv/bin/pip freeze --exclude netmetrics > requirements.lock
-	rm -rf var/lockenv
+	/usr/bin/python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > var/direct.txt
+	var/lockenv/bin/pip install -q -r var/direct.txt
+	var/lockenv/bin/pip freeze > requirements.lock
+	rm -rf var/lockenv var/direct.txt
