@@ -78,8 +78,8 @@ class SampleAdmin(ReadOnlyAdmin):
         "elapsed",
     )
     list_filter = (InterfaceFilter,)
-    date_hierarchy = "timestamp"
-    ordering = ("-timestamp",)
+    date_hierarchy = "start"
+    ordering = ("-start",)
     list_select_related = ("run",)
     # COUNT(*) over months of one-second rows is slow and tells the reader little.
     show_full_result_count = False

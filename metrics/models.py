@@ -1,19 +1,22 @@
-"""Samples of interface traffic and the sampler runs that wrote them.
+"""Samples of interface traffic, their per-minute and per-hour rollups, and the sampler runs.
 
 Each row carries one counter column per direction x class x unit (``rx_tcp_bytes`` ...), named
 after bpf.classes so the kernel's counters map onto columns one to one. A Sample holds the
 counts of one interval; a SamplerRun holds the cumulative counts at its last sample, so that
-realtime totals are one row read, never a sum over the run's history.
+realtime totals are one row read, never a sum over the run's history. MinuteRollup and
+HourRollup hold the sums of the samples that started inside their bucket, and the peak
+per-second rates among them, so long windows read a few rows and peaks stay exact.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import models, transaction
-from django.db.models import F, Max
+from django.db.models import F
+from django.db.models.functions import Greatest
 
 from bpf.classes import COUNTER_NAMES
 
@@ -82,6 +85,12 @@ class SamplerRun(CounterColumns):
             return False
         return (now - self.last_sample.timestamp).total_seconds() < 3 * self.interval
 
+    def status(self, now: datetime) -> str:
+        """running; stopped (it said so); or stale: no fresh sample, never stopped (killed?)."""
+        if self.is_running(now):
+            return "running"
+        return "stopped" if self.stopped_at else "stale"
+
     def record(self, counters: Mapping[str, int], timestamp: datetime, elapsed: float) -> Sample:
         """Store the interval since the last recorded sample, from the kernel's cumulative counters.
 
@@ -90,16 +99,25 @@ class SamplerRun(CounterColumns):
         whole gap, so no count is lost or counted twice.
         """
         delta = {name: counters[name] - getattr(self, name) for name in COUNTER_NAMES}
-        bandwidth = (delta["rx_total_bytes"] + delta["tx_total_bytes"]) * 8 / elapsed
         with transaction.atomic():
             sample = Sample.objects.create(
-                run=self, interface=self.interface, timestamp=timestamp, elapsed=elapsed, **delta
+                run=self,
+                interface=self.interface,
+                start=timestamp - timedelta(seconds=elapsed),
+                timestamp=timestamp,
+                elapsed=elapsed,
+                **delta,
             )
+            for tier in ROLLUP_TIERS:
+                tier.objects.add(sample)
             changes = {
                 **{name: counters[name] for name in COUNTER_NAMES},
                 "last_sample": sample,
                 "measured_seconds": self.measured_seconds + elapsed,
-                "peak_bandwidth_bps": max(self.peak_bandwidth_bps, bandwidth),
+                "peak_bandwidth_bps": max(
+                    self.peak_bandwidth_bps,
+                    peak_values(sample.counters(), sample.elapsed)["peak_bandwidth_bps"],
+                ),
             }
             SamplerRun.objects.filter(pk=self.pk).update(**changes)
         for name, value in changes.items():
@@ -111,30 +129,28 @@ class SamplerRun(CounterColumns):
         self.save(update_fields=["stopped_at"])
 
 
-class SampleQuerySet(models.QuerySet):
-    def peak_bandwidth_bps(self) -> float:
-        bits = (F("rx_total_bytes") + F("tx_total_bytes")) * 8.0 / F("elapsed")
-        return self.aggregate(peak=Max(bits))["peak"] or 0.0
+# A sample's bandwidth in both directions, in SQL: what peaks over raw samples are taken of.
+SAMPLE_BANDWIDTH_BPS = (F("rx_total_bytes") + F("tx_total_bytes")) * 8.0 / F("elapsed")
 
 
 class Sample(CounterColumns):
     """The traffic of one interval (normally one second) on one interface.
 
-    ``timestamp`` is when the interval ended; ``elapsed`` its real length in seconds, so rates
-    stay right when a tick is late.
+    ``start`` and ``timestamp`` are when the interval began and ended; ``elapsed`` is its real
+    length in seconds, so rates stay right when a tick is late. Windows and rollup buckets
+    take a sample by its start.
     """
 
     run = models.ForeignKey(SamplerRun, on_delete=models.CASCADE, related_name="samples")
     interface = models.CharField(max_length=15)
+    start = models.DateTimeField()
     timestamp = models.DateTimeField()
     elapsed = models.FloatField()
 
-    objects = SampleQuerySet.as_manager()
-
     class Meta:
-        ordering = ["-timestamp"]
-        indexes = [models.Index(fields=["interface", "timestamp"])]
-        get_latest_by = "timestamp"
+        ordering = ["-start"]
+        indexes = [models.Index(fields=["interface", "start"])]
+        get_latest_by = "start"
 
     def __str__(self) -> str:
         return f"{self.interface} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
@@ -142,3 +158,95 @@ class Sample(CounterColumns):
     def rate(self, name: str) -> float:
         """Per-second rate of one counter over this sample's interval."""
         return getattr(self, name) / self.elapsed
+
+
+# Peak per-second rates kept by every rollup: (column, direction or None for both, unit).
+PEAKS: tuple[tuple[str, str | None, str], ...] = tuple(
+    (f"{prefix}peak_{rate}", direction, unit)
+    for direction, prefix in ((None, ""), ("rx", "rx_"), ("tx", "tx_"))
+    for rate, unit in (("bandwidth_bps", "bytes"), ("packets_per_sec", "packets"))
+)
+
+
+def peak_values(counters: Mapping[str, float], elapsed: float) -> dict[str, float]:
+    """A sample's own per-second rates, under the rollups' peak column names."""
+    values = {}
+    for column, direction, unit in PEAKS:
+        directions = (direction,) if direction else ("rx", "tx")
+        count = sum(counters[f"{d}_total_{unit}"] for d in directions)
+        values[column] = count * (8 if unit == "bytes" else 1) / elapsed
+    return values
+
+
+class RollupQuerySet(models.QuerySet):
+    def add(self, sample: Sample) -> None:
+        """Add a sample to its bucket in the database, creating the bucket if needed."""
+        start = self.model.bucket_start(sample.start)
+        peaks = peak_values(sample.counters(), sample.elapsed)
+        updated = self.filter(interface=sample.interface, start=start).update(
+            **{name: F(name) + getattr(sample, name) for name in COUNTER_NAMES},
+            seconds=F("seconds") + sample.elapsed,
+            samples=F("samples") + 1,
+            **{column: Greatest(column, value) for column, value in peaks.items()},
+        )
+        if not updated:
+            bucket = self.model(interface=sample.interface, start=start)
+            bucket.add(sample)
+            bucket.save()
+
+
+class Rollup(CounterColumns):
+    """Sums of the samples that started inside one bucket, and their peak rates."""
+
+    STEP: timedelta
+
+    interface = models.CharField(max_length=15)
+    start = models.DateTimeField()
+    seconds = models.FloatField(default=0.0, help_text="sum of the samples' intervals")
+    samples = models.IntegerField(default=0)
+
+    objects = RollupQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["-start"]
+
+    def __str__(self) -> str:
+        return f"{self.interface} at {self.start:%Y-%m-%d %H:%M}"
+
+    @classmethod
+    def bucket_start(cls, moment: datetime) -> datetime:
+        step = int(cls.STEP.total_seconds())
+        epoch = int(moment.timestamp()) // step * step
+        return datetime.fromtimestamp(epoch, tz=moment.tzinfo)
+
+    def add(self, sample: Sample) -> None:
+        """Add a sample in memory: how bulk fills and rebuilds build buckets."""
+        for name in COUNTER_NAMES:
+            setattr(self, name, getattr(self, name) + getattr(sample, name))
+        self.seconds += sample.elapsed
+        self.samples += 1
+        for column, value in peak_values(sample.counters(), sample.elapsed).items():
+            setattr(self, column, max(getattr(self, column), value))
+
+
+for _column, _direction, _unit in PEAKS:
+    Rollup.add_to_class(_column, models.FloatField(default=0.0))
+
+
+class MinuteRollup(Rollup):
+    STEP = timedelta(minutes=1)
+
+    class Meta(Rollup.Meta):
+        constraints = [models.UniqueConstraint(fields=["interface", "start"], name="minute_bucket")]
+
+
+class HourRollup(Rollup):
+    STEP = timedelta(hours=1)
+
+    class Meta(Rollup.Meta):
+        constraints = [models.UniqueConstraint(fields=["interface", "start"], name="hour_bucket")]
+
+
+# Finest first.
+ROLLUP_TIERS: tuple[type[Rollup], ...] = (MinuteRollup, HourRollup)

@@ -10,6 +10,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from metrics.models import Sample, SamplerRun
+from metrics.retention import prune
 
 log = logging.getLogger("netmetrics.sampler")
 
@@ -23,11 +24,14 @@ class Sampler:
     tick or a failed write widens the next sample instead of losing or inventing traffic.
     """
 
+    PRUNE_EVERY = 10  # ticks; each prune deletes at most a batch per tier
+
     def __init__(self, run: SamplerRun, read: ReadCounters, started: float) -> None:
         self.run = run
         self.read = read
         self.last_written = started  # time.monotonic() of the counters the run holds
         self.failed_writes = 0
+        self.ticks = 0
 
     def tick(self) -> Sample | None:
         counters = self.read()
@@ -41,7 +45,16 @@ class Sampler:
             connection.close_if_unusable_or_obsolete()
             return None
         self.last_written = now
+        self.ticks += 1
+        if self.ticks % self.PRUNE_EVERY == 0:
+            self.prune()
         return sample
+
+    def prune(self) -> None:
+        try:
+            prune(self.run.interface, timezone.now())
+        except DatabaseError as exc:  # retention can wait for the next round
+            log.warning("%s: pruning old rows failed (%s)", self.run.interface, exc)
 
     def flush(self, attempts: int = 5, pause: float = 1.0) -> None:
         """Write the last partial interval at shutdown, waiting out a briefly locked database."""

@@ -1,16 +1,30 @@
-"""Traffic summaries over a sampler run or a time window."""
+"""Traffic summaries over a sampler run or a time window.
+
+A window is answered from the coarsest tier that is exact for each part of it: whole hours from
+the hour rollups, whole minutes at its edges from the minute rollups, and the seconds at its very
+edges from the raw samples. Samples belong to the bucket where they started. Where raw samples
+have been pruned (after 48 h by default), the edges are whole minutes; past the minute
+retention (30 days), whole hours.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import Sum
+from django.db.models import F, Max, Model, Sum
 
 from bpf.classes import DIRECTIONS, counter_name
-from metrics.models import Sample, SamplerRun
+from metrics.models import SAMPLE_BANDWIDTH_BPS, HourRollup, MinuteRollup, Sample, SamplerRun
 
 PERCENTAGE_CLASSES = ("tcp", "http", "https")
+SUMMED = tuple(
+    counter_name(d, c, u)
+    for d in DIRECTIONS
+    for c, u in [("total", "packets"), ("total", "bytes")]
+    + [(c, "bytes") for c in PERCENTAGE_CLASSES]
+)
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -43,43 +57,76 @@ class Summary:
     def https_percentage(self) -> float:
         return self.percentage("https")
 
+    @classmethod
+    def of(
+        cls, interface: str, window: str, uptime: float, seconds: float, peak: float, sums: dict
+    ) -> Summary:
+        def both(name: str, unit: str) -> int:
+            return sum(sums[counter_name(d, name, unit)] or 0 for d in DIRECTIONS)
 
-def _sum_directions(values: dict[str, int], cls: str, unit: str) -> int:
-    return sum(values[counter_name(d, cls, unit)] or 0 for d in DIRECTIONS)
+        return cls(
+            interface=interface,
+            window=window,
+            uptime_seconds=uptime,
+            measured_seconds=seconds,
+            peak_bandwidth_bps=peak,
+            total_packets=both("total", "packets"),
+            total_bytes=both("total", "bytes"),
+            class_bytes={c: both(c, "bytes") for c in PERCENTAGE_CLASSES},
+        )
 
 
 def run_summary(run: SamplerRun, now: datetime) -> Summary:
     """Since the run started: read from the run's own cumulative counters, one row."""
-    counters = run.counters()  # tx columns stay zero when egress is off
-    return Summary(
-        interface=run.interface,
-        window="run",
-        uptime_seconds=((run.stopped_at or now) - run.started_at).total_seconds(),
-        measured_seconds=run.measured_seconds,
-        peak_bandwidth_bps=run.peak_bandwidth_bps,
-        total_packets=_sum_directions(counters, "total", "packets"),
-        total_bytes=_sum_directions(counters, "total", "bytes"),
-        class_bytes={c: _sum_directions(counters, c, "bytes") for c in PERCENTAGE_CLASSES},
+    uptime = ((run.stopped_at or now) - run.started_at).total_seconds()
+    return Summary.of(
+        run.interface,
+        "run",
+        uptime,
+        run.measured_seconds,
+        run.peak_bandwidth_bps,
+        run.counters(),  # tx columns stay zero when egress is off
     )
 
 
-def window_summary(interface: str, window: str, span: timedelta | None, now: datetime) -> Summary:
-    """Over the samples of the last span (all samples when span is None)."""
-    samples = Sample.objects.filter(interface=interface)
-    if span is not None:
-        samples = samples.filter(timestamp__gt=now - span)
-    names = [
-        counter_name(d, c, "bytes") for d in DIRECTIONS for c in ("total", *PERCENTAGE_CLASSES)
-    ]
-    names += [counter_name(d, "total", "packets") for d in DIRECTIONS]
-    sums = samples.aggregate(seconds=Sum("elapsed"), **{name: Sum(name) for name in names})
-    return Summary(
-        interface=interface,
-        window=window,
-        uptime_seconds=sums["seconds"] or 0.0,
-        measured_seconds=sums["seconds"] or 0.0,
-        peak_bandwidth_bps=samples.peak_bandwidth_bps(),
-        total_packets=_sum_directions(sums, "total", "packets"),
-        total_bytes=_sum_directions(sums, "total", "bytes"),
-        class_bytes={c: _sum_directions(sums, c, "bytes") for c in PERCENTAGE_CLASSES},
-    )
+def _ceil(moment: datetime, step: timedelta) -> datetime:
+    floor = _floor(moment, step)
+    return floor if floor == moment else floor + step
+
+
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    return BEGINNING + (moment - BEGINNING) // step * step
+
+
+def tier_plan(since: datetime, until: datetime) -> list[tuple[type[Model], datetime, datetime]]:
+    """[since, until) cut into the coarsest tier that covers each part exactly."""
+    minute, hour = MinuteRollup.STEP, HourRollup.STEP
+    plan: list[tuple[type[Model], datetime, datetime]] = []
+    first_minute, last_minute = _ceil(since, minute), _floor(until, minute)
+    if first_minute >= last_minute:
+        return [(Sample, since, until)]
+    first_hour, last_hour = _ceil(first_minute, hour), _floor(last_minute, hour)
+    if first_hour < last_hour:
+        plan.append((HourRollup, first_hour, last_hour))
+        plan += [(MinuteRollup, first_minute, first_hour), (MinuteRollup, last_hour, last_minute)]
+    else:
+        plan.append((MinuteRollup, first_minute, last_minute))
+    plan += [(Sample, since, first_minute), (Sample, last_minute, until)]
+    return [(model, lo, hi) for model, lo, hi in plan if lo < hi]
+
+
+def window_summary(interface: str, window: str, since: datetime, until: datetime) -> Summary:
+    sums = dict.fromkeys(SUMMED, 0)
+    seconds, peak = 0.0, 0.0
+    for model, lo, hi in tier_plan(since, until):
+        raw = model is Sample
+        part = model.objects.filter(interface=interface, start__gte=lo, start__lt=hi).aggregate(
+            seconds=Sum("elapsed" if raw else "seconds"),
+            peak=Max(SAMPLE_BANDWIDTH_BPS if raw else F("peak_bandwidth_bps")),
+            **{name: Sum(name) for name in SUMMED},
+        )
+        for name in SUMMED:
+            sums[name] += part[name] or 0
+        seconds += part["seconds"] or 0.0
+        peak = max(peak, part["peak"] or 0.0)
+    return Summary.of(interface, window, seconds, seconds, peak, sums)

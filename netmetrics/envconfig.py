@@ -3,10 +3,12 @@
 import os
 import secrets
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from metrics.durations import parse_duration
 from netmetrics.sudo import give_to_invoking_user
 
 
@@ -40,6 +42,14 @@ def env_ports(name: str, *, default: Sequence[int]) -> tuple[int, ...]:
             f"{name}={os.environ[name]!r}: expected ports 1-65535, comma-separated"
         )
     return ports
+
+
+def env_duration(name: str, *, default: str) -> timedelta:
+    value = os.environ.get(name, "").strip() or default
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
 def secret_key(directory: Path) -> str:

@@ -6,13 +6,16 @@ NETMETRICS_DEBUG          1/true/yes to turn Django's debug mode on (default off
 NETMETRICS_ALLOWED_HOSTS  comma-separated host names (default: loopback names)
 NETMETRICS_HTTP_PORTS, NETMETRICS_HTTPS_PORTS, NETMETRICS_DNS_PORTS
                           comma-separated ports of the application classes (80, 443, 53)
+NETMETRICS_RETENTION_SAMPLES, NETMETRICS_RETENTION_MINUTES, NETMETRICS_RETENTION_HOURS
+                          how long per-second samples, minute and hour rollups are kept
+                          (48h, 30d, 730d); a number and s, m, h or d
 """
 
 import os
 from pathlib import Path
 
 from bpf.classes import DEFAULT_APP_PORTS
-from netmetrics.envconfig import env_bool, env_list, env_ports, secret_key
+from netmetrics.envconfig import env_bool, env_duration, env_list, env_ports, secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -27,6 +30,13 @@ NETMETRICS_APP_PORTS = {
     for name, ports in DEFAULT_APP_PORTS.items()
 }
 
+# Retention per tier: the sampler prunes older rows in small batches as it goes.
+NETMETRICS_RETENTION = {
+    "samples": env_duration("NETMETRICS_RETENTION_SAMPLES", default="48h"),
+    "minutes": env_duration("NETMETRICS_RETENTION_MINUTES", default="30d"),
+    "hours": env_duration("NETMETRICS_RETENTION_HOURS", default="730d"),
+}
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -36,6 +46,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's assets, served locally
     "channels",
     "metrics",
 ]
@@ -95,6 +107,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "metrics.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "netmetrics API",
+    "DESCRIPTION": "Per-second traffic of Linux interfaces, counted in the kernel with eBPF.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LANGUAGE_CODE = "en-us"

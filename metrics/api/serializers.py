@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from bpf.classes import CLASSES
+from metrics.durations import parse_duration
+from metrics.history import DIRECTIONS, FIELDS, MAX_POINTS, STEPS, auto_step, point_count
 from metrics.models import SamplerRun
+from metrics.summary import BEGINNING
 
 _PREFIXES = ["" if cls == "total" else f"{cls}_" for cls in CLASSES]
 
@@ -70,11 +73,9 @@ class SummarySerializer(serializers.Serializer):
 
 
 def known_interfaces() -> list[str]:
-    return sorted(
-        SamplerRun.objects.filter(last_sample__isnull=False)
-        .values_list("interface", flat=True)
-        .distinct()
-    )
+    """Interfaces that have ever been sampled (runs are kept when their samples expire)."""
+    runs = SamplerRun.objects.filter(measured_seconds__gt=0)
+    return sorted(runs.values_list("interface", flat=True).distinct())
 
 
 class InterfaceQuerySerializer(serializers.Serializer):
@@ -93,35 +94,114 @@ class InterfaceQuerySerializer(serializers.Serializer):
         return value
 
 
-_WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_WINDOW = timedelta(days=3660)
+class RangeQuerySerializer(InterfaceQuerySerializer):
+    """?since=&until= (ISO 8601; UTC when no offset is given)."""
+
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        since, until = attrs.get("since"), attrs.get("until")
+        if since is not None and until is not None and since >= until:
+            raise serializers.ValidationError({"until": ["must be later than since"]})
+        return attrs
 
 
-def parse_window(value: str) -> timedelta | None:
-    """5m, 1h, 24h, 7d, 30d ... as a timedelta; 'all' as None. ValueError says what is wrong."""
-    if value == "all":
-        return None
-    match = _WINDOW.match(value)
-    if not match:
-        raise ValueError(
-            f"{value!r} is not a window: use a number and a unit (s, m, h, d), "
-            "e.g. 5m, 24h, 7d, or 'all'"
-        )
-    span = timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
-    if not timedelta(0) < span <= MAX_WINDOW:
-        raise ValueError(f"{value!r}: a window must be longer than 0 and at most 3660d")
-    return span
-
-
-class SummaryQuerySerializer(InterfaceQuerySerializer):
-    """?window=5m|1h|24h|7d|30d|all; absent: the current sampler run."""
+class SummaryQuerySerializer(RangeQuerySerializer):
+    """?window=5m|1h|24h|7d|30d|all, or ?since=[&until=]; neither: the current sampler run."""
 
     window = serializers.CharField(required=False, max_length=10)
 
     def validate_window(self, value: str) -> str:
-        try:
-            parse_window(value)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from None
+        if value != "all":
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                raise serializers.ValidationError(f"{exc}, or 'all'") from None
         return value
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if "window" in attrs and ("since" in attrs or "until" in attrs):
+            raise serializers.ValidationError({"window": ["give either window or since/until"]})
+        if "until" in attrs and "since" not in attrs:
+            raise serializers.ValidationError({"since": ["required when until is given"]})
+        return attrs
+
+    def bounds(self, now: datetime) -> tuple[str, datetime, datetime] | None:
+        """The window's label, start and end; None for the current run."""
+        data = self.validated_data
+        window = data.get("window")
+        if window == "all":
+            return window, BEGINNING, now
+        if window is not None:
+            return window, now - parse_duration(window), now
+        if "since" in data:
+            until = data.get("until", now)
+            return f"{data['since'].isoformat()}/{until.isoformat()}", data["since"], until
+        return None
+
+
+class HistoryQuerySerializer(RangeQuerySerializer):
+    """?since=&until=&step=1s|1m|1h|auto&direction=rx|tx|both&fields=a,b (default: last hour)."""
+
+    step = serializers.ChoiceField(choices=[*STEPS, "auto"], default="auto")
+    direction = serializers.ChoiceField(choices=list(DIRECTIONS), default="both")
+    fields = serializers.CharField(required=False, max_length=2000)
+
+    def validate_fields(self, value: str) -> list[str]:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in FIELDS]
+        if unknown or not names:
+            raise serializers.ValidationError(
+                f"unknown field(s) {', '.join(unknown) or '(none given)'}; "
+                f"fields are: {', '.join(FIELDS)}"
+            )
+        return names
+
+    def validate(self, attrs: dict) -> dict:
+        now = timezone.now()
+        attrs.setdefault("until", now)
+        attrs.setdefault("since", attrs["until"] - timedelta(hours=1))
+        attrs = super().validate(attrs)
+        if attrs["step"] == "auto":
+            attrs["step"] = auto_step(attrs["since"], attrs["until"], now)
+        points = point_count(attrs["since"], attrs["until"], attrs["step"])
+        if points > MAX_POINTS:
+            raise serializers.ValidationError(
+                {
+                    "step": [
+                        f"{points} points at step={attrs['step']} over this range; at most "
+                        f"{MAX_POINTS}: use a coarser step, a shorter range or step=auto"
+                    ]
+                }
+            )
+        attrs.setdefault("fields", list(FIELDS))
+        return attrs
+
+
+class HistorySerializer(serializers.Serializer):
+    interface = serializers.CharField()
+    direction = serializers.CharField()
+    step = serializers.CharField()
+    timestamps = serializers.ListField(
+        child=serializers.IntegerField(), help_text="unix seconds of each step's start"
+    )
+    series = serializers.DictField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True))
+    )
+
+
+class RunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SamplerRun
+        fields = ["hostname", "mode", "egress", "interval", "pid", "started_at", "stopped_at"]
+
+
+class InterfaceSerializer(serializers.Serializer):
+    interface = serializers.CharField()
+    hostname = serializers.CharField()
+    status = serializers.ChoiceField(choices=["running", "stale", "stopped"])
+    first_sample = serializers.DateTimeField(allow_null=True)
+    last_sample = serializers.DateTimeField(allow_null=True)
+    run = RunSerializer()

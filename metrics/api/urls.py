@@ -7,4 +7,6 @@ urlpatterns = [
     re_path(r"^health/?$", views.health, name="health"),
     re_path(r"^api/metrics/realtime/?$", views.RealtimeView.as_view(), name="realtime"),
     re_path(r"^api/stats/summary/?$", views.SummaryView.as_view(), name="summary"),
+    re_path(r"^api/metrics/history/?$", views.HistoryView.as_view(), name="history"),
+    re_path(r"^api/interfaces/?$", views.InterfacesView.as_view(), name="interfaces"),
 ]

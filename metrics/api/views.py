@@ -3,18 +3,26 @@
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from metrics.api.renderers import HistoryCSVRenderer
 from metrics.api.serializers import (
+    HistoryQuerySerializer,
+    HistorySerializer,
     InterfaceQuerySerializer,
+    InterfaceSerializer,
     RealtimeSerializer,
     SummaryQuerySerializer,
     SummarySerializer,
-    parse_window,
 )
+from metrics.history import history
+from metrics.interfaces import interface_states
 from metrics.models import SamplerRun
 from metrics.snapshot import Snapshot
 from metrics.summary import run_summary, window_summary
@@ -32,6 +40,14 @@ def health(request: HttpRequest) -> HttpResponse:
     return HttpResponse("OK", content_type="text/plain")
 
 
+# What every endpoint may answer besides 200: a bad parameter, no data yet, a busy database.
+ERRORS = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="{parameter: [reason, ...]}"),
+    404: OpenApiResponse(OpenApiTypes.OBJECT, description="{detail}: no samples yet"),
+    503: OpenApiResponse(OpenApiTypes.OBJECT, description="{detail}: the database is busy"),
+}
+
+
 def _latest_run(iface: str | None) -> SamplerRun:
     run = SamplerRun.objects.latest_for(iface)
     if run is None:
@@ -39,9 +55,17 @@ def _latest_run(iface: str | None) -> SamplerRun:
     return run
 
 
+def _interface(iface: str | None) -> str:
+    """The given (validated) interface, else the one with the newest sample."""
+    return iface or _latest_run(None).interface
+
+
 class RealtimeView(APIView):
     """The latest sample's per-second rates and the run's cumulative totals."""
 
+    @extend_schema(
+        parameters=[InterfaceQuerySerializer], responses={200: RealtimeSerializer, **ERRORS}
+    )
     def get(self, request: Request) -> Response:
         query = InterfaceQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -52,14 +76,55 @@ class RealtimeView(APIView):
 class SummaryView(APIView):
     """Averages, peak and protocol shares over the current run, or over ?window=."""
 
+    @extend_schema(
+        parameters=[SummaryQuerySerializer], responses={200: SummarySerializer, **ERRORS}
+    )
     def get(self, request: Request) -> Response:
         query = SummaryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        run = _latest_run(query.validated_data.get("iface"))
-        window = query.validated_data.get("window")
+        iface = query.validated_data.get("iface")
         now = timezone.now()
-        if window is None:
-            summary = run_summary(run, now)
+        bounds = query.bounds(now)
+        if bounds is None:
+            summary = run_summary(_latest_run(iface), now)
         else:
-            summary = window_summary(run.interface, window, parse_window(window), now)
+            summary = window_summary(_interface(iface), *bounds)
         return Response(SummarySerializer(summary).data)
+
+
+class HistoryView(APIView):
+    """Rates per step over a range, columnar for charts; ?format=csv for a table."""
+
+    renderer_classes = [JSONRenderer, HistoryCSVRenderer]
+
+    @extend_schema(
+        parameters=[HistoryQuerySerializer], responses={200: HistorySerializer, **ERRORS}
+    )
+    def get(self, request: Request) -> Response:
+        query = HistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        interface = _interface(params.get("iface"))
+        result = history(
+            interface,
+            params["since"],
+            params["until"],
+            params["step"],
+            params["direction"],
+            params["fields"],
+        )
+        data = {"interface": interface, "direction": params["direction"], **vars(result)}
+        response = Response(HistorySerializer(data).data)
+        if request.accepted_renderer.format == "csv":
+            filename = f"netmetrics-{interface}-{params['since']:%Y%m%dT%H%M%S}.csv"
+            response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+class InterfacesView(APIView):
+    """Every interface with samples: its host, data span, and its sampler's state."""
+
+    @extend_schema(responses={200: InterfaceSerializer(many=True), 503: ERRORS[503]})
+    def get(self, request: Request) -> Response:
+        states = interface_states(timezone.now())
+        return Response(InterfaceSerializer(states, many=True).data)

@@ -1,0 +1,141 @@
+"""GET /metrics: the cumulative counters and sampler liveness in Prometheus text format.
+
+This lets an existing Prometheus and Grafana scrape netmetrics instead of polling the REST API.
+For each interface it exposes the run that wrote the newest sample (the run
+``SamplerRun.objects.latest_for(interface)`` would return), read in one query.
+
+The metric names and labels below are a public contract: dashboards and alerts are built on
+them, so rename nothing without a deprecation period.
+
+``netmetrics_packets_total{interface, direction, class}`` (counter)
+``netmetrics_bytes_total{interface, direction, class}`` (counter)
+    Frames and bytes counted since the sampler run started. ``direction`` is ``rx`` or ``tx``;
+    ``tx`` series exist only when the run measures egress (they would be a misleading 0
+    otherwise). ``class`` is one of bpf.classes.CLASSES; ``total`` is every frame and the other
+    classes overlap (a DNS-over-UDP packet is ipv4, udp and dns), so never sum over ``class``.
+    A sampler restart starts a new run from zero, which Prometheus' ``rate()`` and
+    ``increase()`` treat as a counter reset.
+``netmetrics_sampler_up{interface}`` (gauge)
+    1 while the sampler is live (not stopped, and a sample newer than three intervals), else 0.
+``netmetrics_last_sample_timestamp_seconds{interface}`` (gauge)
+    Unix time of the newest sample; ``time() - it`` is how stale the counters are.
+``netmetrics_sampler_start_time_seconds{interface, mode, egress, hostname}`` (gauge)
+    Unix time the run started, i.e. since when the counters count; ``mode`` is ``native`` or
+    ``skb``, ``egress`` ``true`` or ``false``, ``hostname`` the host the sampler ran on.
+
+The counters carry no ``_created`` series: in the text format each would be one more gauge per
+counter (40 per interface) repeating ``netmetrics_sampler_start_time_seconds``.
+
+An interface whose newest run has stopped keeps its last counters, with ``sampler_up`` 0, so
+a stopped sampler shows as down rather than as vanished series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from django.db import DatabaseError
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.utils import timezone
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bpf.classes import CLASSES, counter_name
+from metrics.models import SamplerRun
+
+COUNTER_LABELS = ["interface", "direction", "class"]
+
+
+def latest_runs() -> list[SamplerRun]:
+    """Per interface, the run with the newest sample, with that sample: one query.
+
+    The same choice as SamplerRunQuerySet.latest_for (newest sample, then newest run) so that
+    /metrics and the REST API never disagree about which run an interface's totals come from.
+    """
+    newest = (
+        SamplerRun.objects.filter(interface=OuterRef("interface"), last_sample__isnull=False)
+        .order_by("-last_sample__timestamp", "-pk")
+        .values("pk")[:1]
+    )
+    runs = (
+        SamplerRun.objects.filter(last_sample__isnull=False, pk=Subquery(newest))
+        .select_related("last_sample")
+        .order_by("interface")
+    )
+    return list(runs)
+
+
+def _directions(run: SamplerRun) -> tuple[str, ...]:
+    return ("rx", "tx") if run.egress else ("rx",)
+
+
+class SamplerRunCollector(Collector):
+    """Builds the families from the database at each scrape; holds no state between scrapes."""
+
+    def __init__(self, now: Callable[[], datetime] = timezone.now) -> None:
+        self._now = now
+
+    def collect(self) -> Iterator[Metric]:
+        runs = latest_runs()  # before yielding anything: a database error aborts the whole scrape
+        now = self._now()
+        families = {
+            unit: CounterMetricFamily(
+                f"netmetrics_{unit}",
+                f"{unit.capitalize()} counted since the sampler run started, by direction and "
+                "class (classes overlap; total is every frame).",
+                labels=COUNTER_LABELS,
+            )
+            for unit in ("packets", "bytes")
+        }
+        up = GaugeMetricFamily(
+            "netmetrics_sampler_up",
+            "1 while the interface's sampler is writing samples (one newer than 3 intervals).",
+            labels=["interface"],
+        )
+        last_sample = GaugeMetricFamily(
+            "netmetrics_last_sample_timestamp_seconds",
+            "Unix time of the interface's newest sample.",
+            labels=["interface"],
+        )
+        started = GaugeMetricFamily(
+            "netmetrics_sampler_start_time_seconds",
+            "Unix time the sampler run started: the counters count from here.",
+            labels=["interface", "mode", "egress", "hostname"],
+        )
+        for run in runs:
+            iface = run.interface
+            for unit, family in families.items():
+                for direction in _directions(run):
+                    for cls in CLASSES:
+                        value = getattr(run, counter_name(direction, cls, unit))
+                        family.add_metric([iface, direction, cls], value)
+            up.add_metric([iface], 1 if run.is_running(now) else 0)
+            last_sample.add_metric([iface], run.last_sample.timestamp.timestamp())
+            egress = "true" if run.egress else "false"
+            started.add_metric([iface, run.mode, egress, run.hostname], run.started_at.timestamp())
+        yield families["packets"]
+        yield families["bytes"]
+        yield up
+        yield last_sample
+        yield started
+
+
+# Only our collector: no process_*/python_* metrics of whichever web worker answers the scrape.
+# auto_describe stays off, so registering does not query the database at import.
+REGISTRY = CollectorRegistry(auto_describe=False)
+REGISTRY.register(SamplerRunCollector())
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """The exposition; 503 when the database does not answer, so the scrape fails visibly
+    (``up`` 0 in Prometheus) with the cause in the body, instead of a 500 page."""
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
+    try:
+        body = generate_latest(REGISTRY)
+    except DatabaseError as exc:
+        return HttpResponse(f"database unavailable: {exc}", status=503, content_type="text/plain")
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
