@@ -1,0 +1,52 @@
+"""`manage.py rebuildrollups`: recompute the minute and hour rollups from the raw samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+from django.db.models import Min
+
+from metrics.models import ROLLUP_TIERS, Rollup, Sample
+
+
+def rebuild(interface: str, tier: type[Rollup]) -> int:
+    """Recompute tier's buckets that the raw samples cover whole; return how many were written.
+
+    A bucket that began before the oldest raw sample kept is left alone: its earlier samples
+    are gone, so the rollup row is the only record of them.
+    """
+    oldest = Sample.objects.filter(interface=interface).aggregate(first=Min("start"))["first"]
+    if oldest is None:
+        return 0
+    first = tier.bucket_start(oldest)
+    if first < oldest:
+        first += tier.STEP
+    buckets: dict = {}
+    with transaction.atomic():
+        tier.objects.filter(interface=interface, start__gte=first).delete()
+        samples = Sample.objects.filter(interface=interface, start__gte=first).order_by("start")
+        for sample in samples.iterator(chunk_size=2000):
+            start = tier.bucket_start(sample.start)
+            bucket = buckets.setdefault(start, tier(interface=interface, start=start))
+            bucket.add(sample)
+        tier.objects.bulk_create(buckets.values(), batch_size=500)
+    return len(buckets)
+
+
+class Command(BaseCommand):
+    help = (
+        "Recompute minute and hour rollups from the raw samples still kept. Safe while the "
+        "sampler runs: its writes wait for the rebuild (and are retried if they time out)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--iface", help="only this interface (default: all)")
+
+    def handle(self, *args: Any, iface: str | None, **options: Any) -> None:
+        interfaces = [iface] if iface else Sample.objects.values_list("interface", flat=True).distinct()
+        for interface in sorted(set(interfaces)):
+            for tier in ROLLUP_TIERS:
+                count = rebuild(interface, tier)
+                self.stdout.write(f"{interface}: {count} {tier._meta.verbose_name} rows rebuilt")

@@ -1,0 +1,111 @@
+"""Rollup tiers, retention and the rebuild command, against samples written by the models."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from metrics.models import HourRollup, MinuteRollup, Sample
+from metrics.retention import prune
+from tests.samples import at, counters, start_run
+
+pytestmark = pytest.mark.django_db
+
+
+def record_seconds(run, first: int, count: int, rx_bytes: int = 100, tx_bytes: int = 10):
+    """count one-second samples starting at T0 + first seconds; each sample i carries
+    rx_bytes * (i + 1) bytes in, tx_bytes out, one packet each way."""
+    rx = tx = packets = 0
+    if run.last_sample is not None:
+        rx, tx, packets = run.rx_total_bytes, run.tx_total_bytes, run.rx_total_packets
+    for i in range(count):
+        rx += rx_bytes * (i + 1)
+        tx += tx_bytes
+        packets += 1
+        run.record(
+            counters(
+                rx_total_bytes=rx,
+                rx_total_packets=packets,
+                tx_total_bytes=tx,
+                tx_total_packets=packets,
+                rx_tcp_bytes=rx,
+            ),
+            at(first + i + 1),
+            1.0,
+        )
+
+
+def test_sampler_writes_keep_minute_and_hour_buckets_current() -> None:
+    run = start_run()
+    record_seconds(run, 55, 10)  # samples start at 12:00:55 ... 12:01:04
+    minutes = {m.start: m for m in MinuteRollup.objects.all()}
+    assert sorted(minutes) == [at(0), at(60)]
+    first, second = minutes[at(0)], minutes[at(60)]
+    assert (first.samples, second.samples) == (5, 5)
+    assert first.rx_total_bytes == 100 * (1 + 2 + 3 + 4 + 5)
+    assert second.rx_total_bytes == 100 * (6 + 7 + 8 + 9 + 10)
+    assert first.seconds == 5.0 and first.tx_total_packets == 5
+    assert first.peak_bandwidth_bps == (500 + 10) * 8  # its largest second
+    assert first.rx_peak_bandwidth_bps == 500 * 8 and first.tx_peak_packets_per_sec == 1
+    hour = HourRollup.objects.get()
+    assert hour.start == at(0) and hour.samples == 10
+    assert hour.rx_total_bytes == first.rx_total_bytes + second.rx_total_bytes
+    assert hour.rx_tcp_bytes == hour.rx_total_bytes
+    assert hour.peak_bandwidth_bps == (1000 + 10) * 8
+
+
+def test_rebuild_reproduces_what_the_sampler_wrote() -> None:
+    run = start_run()
+    record_seconds(run, 0, 130)  # the first sample starts at 12:00:00 exactly
+    written = list(MinuteRollup.objects.order_by("start").values())
+    MinuteRollup.objects.filter(start=at(60)).delete()
+    MinuteRollup.objects.update(rx_total_bytes=0, peak_bandwidth_bps=0)
+    HourRollup.objects.update(rx_total_bytes=0)
+    call_command("rebuildrollups", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    rebuilt = list(MinuteRollup.objects.order_by("start").values())
+    assert len(written) == 3
+    ignore = {"id"}
+    assert [{k: v for k, v in r.items() if k not in ignore} for r in rebuilt] == [
+        {k: v for k, v in r.items() if k not in ignore} for r in written
+    ]
+    assert HourRollup.objects.get().rx_total_bytes == sum(r["rx_total_bytes"] for r in written)
+
+
+def test_rebuild_leaves_buckets_whose_early_samples_are_gone() -> None:
+    run = start_run()
+    record_seconds(run, 10, 60)  # minute 12:00 from :11, minute 12:01 to :10
+    Sample.objects.filter(start__lt=at(30)).delete()  # as retention would
+    before = MinuteRollup.objects.get(start=at(0)).rx_total_bytes
+    call_command("rebuildrollups", "--iface", "eth0", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert MinuteRollup.objects.get(start=at(0)).rx_total_bytes == before
+
+
+@override_settings(
+    NETMETRICS_RETENTION={
+        "samples": timedelta(minutes=1),
+        "minutes": timedelta(hours=1),
+        "hours": timedelta(days=1),
+    }
+)
+def test_prune_deletes_expired_rows_in_batches_per_interface() -> None:
+    run = start_run()
+    record_seconds(run, 0, 150)
+    other = start_run("veth1")
+    record_seconds(other, 0, 5)
+    now = at(150)
+    assert prune("eth0", now, batch=50) == 50
+    assert Sample.objects.filter(interface="eth0").count() == 100
+    prune("eth0", now, batch=50)
+    assert prune("eth0", now, batch=50) == 0  # caught up: only the last minute is left
+    kept = Sample.objects.filter(interface="eth0")
+    assert kept.count() == 60 and min(kept.values_list("start", flat=True)) >= now - timedelta(
+        minutes=1
+    )
+    assert Sample.objects.filter(interface="veth1").count() == 5  # another interface's rows
+    assert MinuteRollup.objects.filter(interface="eth0").count() == 3  # within the hour
+    assert prune("eth0", at(3600 * 2), batch=1000) == 60 + 3  # then the minutes expire too
+    assert not MinuteRollup.objects.filter(interface="eth0").exists()
+    assert HourRollup.objects.filter(interface="eth0").count() == 1
+    run.refresh_from_db()
+    assert run.last_sample is None and run.rx_total_bytes > 0  # the run keeps its totals
