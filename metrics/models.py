@@ -149,7 +149,9 @@ class Sample(CounterColumns):
 
     class Meta:
         ordering = ["-start"]
-        indexes = [models.Index(fields=["interface", "start"])]
+        # (interface, start) serves every query of one interface; (start) the admin's
+        # newest-first list of all interfaces.
+        indexes = [models.Index(fields=["interface", "start"]), models.Index(fields=["start"])]
         get_latest_by = "start"
 
     def __str__(self) -> str:

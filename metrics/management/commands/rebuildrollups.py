@@ -45,7 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--iface", help="only this interface (default: all)")
 
     def handle(self, *args: Any, iface: str | None, **options: Any) -> None:
-        interfaces = [iface] if iface else Sample.objects.values_list("interface", flat=True).distinct()
+        interfaces = (
+            [iface] if iface else Sample.objects.values_list("interface", flat=True).distinct()
+        )
         for interface in sorted(set(interfaces)):
             for tier in ROLLUP_TIERS:
                 count = rebuild(interface, tier)
