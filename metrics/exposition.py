@@ -37,13 +37,17 @@ from datetime import datetime
 
 from django.db import DatabaseError
 from django.db.models import OuterRef, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from rest_framework.request import Request
 
 from bpf.classes import CLASSES, counter_name
+from metrics.api.views import TEXT_503, PlainTextView
 from metrics.models import SamplerRun
 
 COUNTER_LABELS = ["interface", "direction", "class"]
@@ -129,13 +133,29 @@ REGISTRY = CollectorRegistry(auto_describe=False)
 REGISTRY.register(SamplerRunCollector())
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
+class MetricsView(PlainTextView):
     """The exposition; 503 when the database does not answer, so the scrape fails visibly
-    (``up`` 0 in Prometheus) with the cause in the body, instead of a 500 page."""
-    if request.method != "GET":
-        return HttpResponseNotAllowed(["GET"])
-    try:
-        body = generate_latest(REGISTRY)
-    except DatabaseError as exc:
-        return HttpResponse(f"database unavailable: {exc}", status=503, content_type="text/plain")
-    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+    (``up`` 0 in Prometheus) with the cause in the body, instead of a 500 page.
+
+    A DRF view (GET only, Accept ignored) only so that /metrics is in the OpenAPI schema.
+    """
+
+    @extend_schema(
+        responses={
+            (200, "text/plain"): OpenApiResponse(
+                OpenApiTypes.STR, description=f"Prometheus text format ({CONTENT_TYPE_LATEST})"
+            ),
+            (503, "text/plain"): TEXT_503,
+        }
+    )
+    def get(self, request: Request) -> HttpResponse:
+        try:
+            body = generate_latest(REGISTRY)
+        except DatabaseError as exc:
+            return HttpResponse(
+                f"database unavailable: {exc}", status=503, content_type="text/plain"
+            )
+        return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+
+
+metrics_view = MetricsView.as_view()

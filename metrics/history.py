@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db.models import ExpressionWrapper, F, FloatField
 
-from bpf.classes import CLASSES, COUNTER_NAMES, counter_name
-from metrics.models import HourRollup, MinuteRollup, Sample, peak_values
+from bpf.classes import CLASSES, counter_name
+from metrics.models import HourRollup, MinuteRollup, Sample
 
 STEPS: dict[str, timedelta] = {
     "1s": timedelta(seconds=1),
@@ -37,6 +38,8 @@ FIELDS: tuple[str, ...] = (
     "peak_bandwidth_bps",
     "peak_packets_per_sec",
 )
+# The headline series: what a history chart draws unless it asks for more.
+DEFAULT_FIELDS = ("bandwidth_bps", "packets_per_sec", "peak_bandwidth_bps", "peak_packets_per_sec")
 DIRECTIONS = {"rx": ("rx",), "tx": ("tx",), "both": ("rx", "tx")}
 
 
@@ -60,14 +63,46 @@ class History:
     series: dict[str, list[float | None]]
 
 
-def _rates(row: dict, seconds: float, directions: tuple[str, ...]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for cls, prefix in _PREFIXES.items():
-        octets = sum(row[counter_name(d, cls, "bytes")] for d in directions)
-        packets = sum(row[counter_name(d, cls, "packets")] for d in directions)
-        out[f"{prefix}bandwidth_bps"] = octets * 8 / seconds
-        out[f"{prefix}packets_per_sec"] = packets / seconds
-    return out
+class DatabaseFloat(FloatField):
+    """A float that the database already returns as a float.
+
+    Django converts every FloatField expression's value with float() in Python, one call per
+    value: for an hour at step=1s that is 79,200 calls, a third of the request's time.
+    """
+
+    def get_internal_type(self) -> str:
+        return "DatabaseFloat"
+
+
+def _rate_expressions(raw: bool, direction: str) -> dict[str, ExpressionWrapper | F]:
+    """Every field as SQL over one row: the database does the per-row arithmetic.
+
+    Computing 22 rates per row in Python (and building a dict of 40 counters for it) cost more
+    than 100 ms for an hour at step=1s; as expressions, the rows arrive as the finished floats.
+    The operations are those of peak_values: the integer sum of the directions' counters,
+    times 8 for bits, divided by the seconds measured; a raw sample's peak is its own rate.
+    """
+    seconds = F("elapsed" if raw else "seconds")
+    directions = DIRECTIONS[direction]
+    units = {"bandwidth_bps": "bytes", "packets_per_sec": "packets"}
+
+    def rate(cls: str, unit: str) -> ExpressionWrapper:
+        count = sum(
+            (F(counter_name(d, cls, unit)) for d in directions[1:]),
+            F(counter_name(directions[0], cls, unit)),
+        )
+        if unit == "bytes":
+            count = count * 8
+        return ExpressionWrapper(count / seconds, output_field=DatabaseFloat())
+
+    expressions: dict[str, ExpressionWrapper | F] = {
+        f"{prefix}{rate_name}": rate(cls, unit)
+        for cls, prefix in _PREFIXES.items()
+        for rate_name, unit in units.items()
+    }
+    for field, column in _peak_columns(direction).items():
+        expressions[field] = rate("total", units[field.removeprefix("peak_")]) if raw else F(column)
+    return expressions
 
 
 def _peak_columns(direction: str) -> dict[str, str]:
@@ -90,28 +125,19 @@ def history(
     timestamps = [first + i * length for i in range(count)]
     wanted = list(fields)
     series: dict[str, list[float | None]] = {name: [None] * count for name in wanted}
-    directions = DIRECTIONS[direction]
-    peaks = _peak_columns(direction)
     model = TIER[step]
     raw = model is Sample
-    columns = [*COUNTER_NAMES, "start", "elapsed" if raw else "seconds"]
-    if not raw:
-        columns += list(peaks.values())
+    every = _rate_expressions(raw, direction)
+    expressions = {name: every[name] for name in wanted}
     rows = model.objects.filter(
         interface=interface, start__gte=datetime.fromtimestamp(first, UTC), start__lt=until
-    ).values(*columns)
-    for row in rows:
-        seconds = row["elapsed" if raw else "seconds"]
-        values = _rates(row, seconds, directions)
-        if raw:
-            own = peak_values(row, seconds)
-            values |= {field: own[column] for field, column in peaks.items()}
-        else:
-            values |= {field: row[column] for field, column in peaks.items()}
+    ).values_list("start", "elapsed" if raw else "seconds", *expressions.values())
+    columns = [series[name] for name in expressions]
+    for start, seconds, *values in rows:
         # A late tick's sample covers more than one second: each of them gets its rate.
         span = max(1, round(seconds)) if raw else 1
-        index = (int(row["start"].timestamp()) - first) // length
+        index = (int(start.timestamp()) - first) // length
         for i in range(index, min(index + span, count)):
-            for name in wanted:
-                series[name][i] = values[name]
+            for column, value in zip(columns, values, strict=True):
+                column[i] = value
     return History(step, timestamps, series)

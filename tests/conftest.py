@@ -30,3 +30,28 @@ def requires_bpf() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"BPF test cannot run in CI: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _browser_unavailable_reason() -> str | None:
+    """Why browser tests cannot run here, or None when they can."""
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is missing (make setup installs it)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def requires_browser() -> None:
+    """Skip a test that needs Chromium and Playwright; in CI (CI=true) such a skip is a failure."""
+    reason = _browser_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser test cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)

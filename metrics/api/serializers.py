@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.http import QueryDict
 from django.utils import timezone
 from rest_framework import serializers
 
 from bpf.classes import CLASSES
 from metrics.durations import parse_duration
-from metrics.history import DIRECTIONS, FIELDS, MAX_POINTS, STEPS, auto_step, point_count
+from metrics.history import (
+    DEFAULT_FIELDS,
+    DIRECTIONS,
+    FIELDS,
+    MAX_POINTS,
+    STEPS,
+    auto_step,
+    point_count,
+)
 from metrics.models import SamplerRun
 from metrics.summary import BEGINNING
 
@@ -75,13 +85,29 @@ class SummarySerializer(serializers.Serializer):
 def known_interfaces() -> list[str]:
     """Interfaces that have ever been sampled (runs are kept when their samples expire)."""
     runs = SamplerRun.objects.filter(measured_seconds__gt=0)
-    return sorted(runs.values_list("interface", flat=True).distinct())
+    # order_by() replaces the model's ordering (-started_at), which would otherwise be added to
+    # the SELECT DISTINCT and repeat an interface once per run.
+    return list(runs.order_by("interface").values_list("interface", flat=True).distinct())
 
 
 class InterfaceQuerySerializer(serializers.Serializer):
     """?iface=NAME: an interface that has samples; absent means the newest-sampled one."""
 
     iface = serializers.CharField(required=False, max_length=15)
+
+    def to_internal_value(self, data: Any) -> dict:
+        """A parameter given blank (``?iface=``) is a 400, as the schema's minLength says.
+
+        DRF treats a blank optional field of a QueryDict as absent, so ``?iface=`` silently
+        meant "the newest interface" over HTTP while the WebSocket (a plain dict) rejected it.
+        """
+        if isinstance(data, QueryDict):
+            blank = [name for name in self.fields if name in data and data[name] == ""]
+            if blank:
+                raise serializers.ValidationError(
+                    {name: ["may not be blank: give a value or leave it out"] for name in blank}
+                )
+        return super().to_internal_value(data)
 
     def validate_iface(self, value: str) -> str:
         known = known_interfaces()
@@ -143,19 +169,23 @@ class SummaryQuerySerializer(RangeQuerySerializer):
 
 
 class HistoryQuerySerializer(RangeQuerySerializer):
-    """?since=&until=&step=1s|1m|1h|auto&direction=rx|tx|both&fields=a,b (default: last hour)."""
+    """?since=&until=&step=1s|1m|1h|auto&direction=rx|tx|both&fields=a,b|all (default: last hour,
+    the DEFAULT_FIELDS; every field of every class is 22 series, a megabyte for an hour of
+    seconds, so a client asks for the ones it draws)."""
 
     step = serializers.ChoiceField(choices=[*STEPS, "auto"], default="auto")
     direction = serializers.ChoiceField(choices=list(DIRECTIONS), default="both")
     fields = serializers.CharField(required=False, max_length=2000)
 
     def validate_fields(self, value: str) -> list[str]:
+        if value == "all":
+            return list(FIELDS)
         names = [name.strip() for name in value.split(",") if name.strip()]
         unknown = [name for name in names if name not in FIELDS]
         if unknown or not names:
             raise serializers.ValidationError(
                 f"unknown field(s) {', '.join(unknown) or '(none given)'}; "
-                f"fields are: {', '.join(FIELDS)}"
+                f"fields are: {', '.join(FIELDS)}, or all"
             )
         return names
 
@@ -176,7 +206,7 @@ class HistoryQuerySerializer(RangeQuerySerializer):
                     ]
                 }
             )
-        attrs.setdefault("fields", list(FIELDS))
+        attrs.setdefault("fields", list(DEFAULT_FIELDS))
         return attrs
 
 

@@ -1,94 +1,77 @@
-// netmetrics live dashboard: WebSocket samples + polled run summary. No dependencies.
-// Server strings are only ever written with textContent.
+// netmetrics live dashboard: the WebSocket (with back-off), the cards and tables, the interface
+// selector and sampler status (/api/interfaces), and the run summary. Charts: charts.js and
+// history.js. Server strings are only ever written with textContent.
 'use strict';
 
 (() => {
+  const nm = (window.netmetrics = window.netmetrics || {});
+  const fmt = nm.fmt;
   const CLASSES = ['ipv4', 'ipv6', 'tcp', 'udp', 'icmp', 'other', 'http', 'https', 'dns'];
   const LABELS = {total: 'Total', ipv4: 'IPv4', ipv6: 'IPv6', tcp: 'TCP', udp: 'UDP', icmp: 'ICMP',
     other: 'Other', http: 'HTTP', https: 'HTTPS', dns: 'DNS'};
+  const MODES = {native: 'native XDP', skb: 'skb mode'};
   const STALE_MS = 3000;
   const SUMMARY_MS = 5000;
+  const INTERFACES_MS = 10000;
   const BACKOFF_MIN_MS = 1000;
   const BACKOFF_MAX_MS = 30000;
   const STABLE_MS = 5000; // a connection that lived this long without an error counts as a success
 
   const $ = (id) => document.getElementById(id);
   const body = document.body;
-  const urlIface = (new URLSearchParams(location.search).get('iface') || '').trim() || null;
-  const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws/metrics/' +
-    (urlIface ? '?iface=' + encodeURIComponent(urlIface) : '');
+  const ifaceFromUrl = () => (new URLSearchParams(location.search).get('iface') || '').trim() || null;
 
-  // ---------------------------------------------------------------- formatting (deterministic)
-  const nfCount = new Intl.NumberFormat('en-US', {maximumFractionDigits: 0});
-  const nfPps = new Intl.NumberFormat('en-US', {maximumFractionDigits: 1});
-  const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-
-  // Three significant digits for 0 <= x < 1000 (1024 for binary units).
-  function sig3(x) {
-    if (x === 0) return '0';
-    if (x >= 100) return x.toFixed(0);
-    if (x >= 10) return x.toFixed(1);
-    return x.toFixed(2);
-  }
-
-  function scaled(v, base, units) {
-    let x = Math.abs(v);
-    let i = 0;
-    while (i < units.length - 1 && Number(sig3(x)) >= base) { x /= base; i += 1; }
-    return (v < 0 ? '-' : '') + sig3(x) + ' ' + units[i];
-  }
-
-  function duration(seconds) {
-    const s = Math.max(0, Math.floor(seconds));
-    const d = Math.floor(s / 86400);
-    const h = Math.floor((s % 86400) / 3600);
-    const m = Math.floor((s % 3600) / 60);
-    const sec = s % 60;
-    const p2 = (n) => String(n).padStart(2, '0');
-    if (d) return `${d} d ${p2(h)} h`;
-    if (h) return `${h} h ${p2(m)} min`;
-    if (m) return `${m} min ${p2(sec)} s`;
-    return `${sec} s`;
-  }
-
-  const FORMATS = {
-    bw: (v) => scaled(v, 1000, ['bit/s', 'kbit/s', 'Mbit/s', 'Gbit/s', 'Tbit/s']),
-    mbps: (v) => (v / 1e6).toFixed(3),
-    pps: (v) => nfPps.format(v) + ' pkt/s',
-    rate: (v) => nfPps.format(v), // unit in the column header
-    count: (v) => nfCount.format(v),
-    bytes: (v) => scaled(v, 1024, ['B', 'KiB', 'MiB', 'GiB', 'TiB']),
-    pct: (v) => v.toFixed(1) + '%',
-    duration,
-  };
-
-  function parseTs(ts) {
-    if (typeof ts !== 'string') return null;
-    // Python emits microseconds; keep milliseconds so every browser parses it.
-    const d = new Date(ts.replace(/(\.\d{3})\d+/, '$1'));
-    return Number.isNaN(d.getTime()) ? null : d;
-  }
-
-  function clock(date) {
-    return date ? date.toLocaleTimeString(undefined,
-      {hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23'}) : '—';
-  }
+  // ---------------------------------------------------------------- state
+  let iface = ifaceFromUrl(); // null: follow the interface with the newest sample
+  let interfaces = [];        // /api/interfaces
+  let ws = null;
+  let wsState = 'connecting';
+  let backoff = BACKOFF_MIN_MS;
+  let retryAt = 0;
+  let retryTimer = null;
+  let lastMsgAt = 0;      // client clock: last message (or connection open)
+  let lastSample = null;
+  let lastSampleAt = 0;   // client clock: last sample received
+  let needBackfill = true;
+  let summaryTimer = null;
+  let summarySeq = 0;
+  let interfacesTimer = null;
+  let interfacesSeq = 0;
+  let interfacesAskedAt = 0;
+  let interfacesAt = 0;       // client clock: last /api/interfaces answer
+  let summaryAsked = null; // the interface of the last summary request
 
   const getPath = (obj, path) => path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
 
   // Fill every [data-field] under root from obj; the raw number goes to data-value.
   function fill(root, obj) {
     for (const el of root.querySelectorAll('[data-field]')) {
-      const v = num(getPath(obj, el.dataset.field));
-      const fmt = FORMATS[el.dataset.format] || String;
-      el.textContent = v === null ? '—' : fmt(v);
+      const v = fmt.num(getPath(obj, el.dataset.field));
+      const format = fmt.FORMATS[el.dataset.format] || String;
+      el.textContent = v === null ? '—' : format(v);
       el.dataset.value = v === null ? '' : String(v);
-      if (el.dataset.format === 'bytes') el.title = v === null ? '' : nfCount.format(v) + ' bytes';
+      if (el.dataset.format === 'bytes') el.title = v === null ? '' : fmt.count(v) + ' bytes';
     }
     for (const el of root.querySelectorAll('[data-bar]')) {
-      const v = num(getPath(obj, el.dataset.bar));
+      const v = fmt.num(getPath(obj, el.dataset.bar));
       el.style.width = (v === null ? 0 : Math.min(100, Math.max(0, v))) + '%';
     }
+  }
+
+  async function getJson(url) {
+    const resp = await fetch(url, {headers: {Accept: 'application/json'}, cache: 'no-store', credentials: 'same-origin'});
+    let data = null;
+    try { data = await resp.json(); } catch (err) { data = null; }
+    return {resp, data};
+  }
+
+  function describeError(data, status, what) {
+    if (data && typeof data.detail === 'string') return data.detail;
+    if (data && typeof data === 'object') {
+      const parts = Object.entries(data).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(' ') : String(v)}`);
+      if (parts.length) return parts.join('; ');
+    }
+    return `${what} unavailable (HTTP ${status})`;
   }
 
   // ---------------------------------------------------------------- rx/tx table skeleton
@@ -114,19 +97,7 @@
     }
   }
 
-  // ---------------------------------------------------------------- state
-  let ws = null;
-  let wsState = 'connecting';
-  let backoff = BACKOFF_MIN_MS;
-  let retryAt = 0;
-  let retryTimer = null;
-  let lastMsgAt = 0;      // client clock: last message (or connection open)
-  let lastSample = null;
-  let lastSampleAt = 0;   // client clock: last sample received
-  let summaryIface = urlIface;
-  let summaryTimer = null;
-  let summarySeq = 0;
-
+  // ---------------------------------------------------------------- header
   function setWsState(state, text) {
     wsState = state;
     const el = $('ws-state');
@@ -140,35 +111,58 @@
     el.textContent = detail || '';
   }
 
-  function setIface(name) {
+  function showIface(name) {
     $('iface-name').textContent = name || '—';
-    const link = $('api-link');
-    link.href = '/api/metrics/realtime' + (name ? '?iface=' + encodeURIComponent(name) : '');
+    $('api-link').href = '/api/metrics/realtime' + (name ? '?iface=' + encodeURIComponent(name) : '');
+    const select = $('iface-select');
+    if (name && select.value !== name) select.value = name;
   }
 
-  // ---------------------------------------------------------------- rendering
-  function renderSample(msg) {
-    lastSample = msg;
-    lastSampleAt = Date.now();
-    body.dataset.hasData = 'true';
-    body.dataset.tx = msg.tx == null ? 'off' : 'on';
-    setIface(typeof msg.interface === 'string' ? msg.interface : urlIface);
-    fill($('cards'), msg);
-    fill($('rx-tx-table'), msg);
-    fill($('totals-table'), msg);
-    const when = parseTs(msg.timestamp);
-    const last = $('last-update');
-    last.textContent = when ? when.toLocaleString() : '—';
-    last.dateTime = typeof msg.timestamp === 'string' ? msg.timestamp : '';
-    body.dataset.lastTimestamp = typeof msg.timestamp === 'string' ? msg.timestamp : '';
-    if (!urlIface && typeof msg.interface === 'string' && msg.interface && msg.interface !== summaryIface) {
-      summaryIface = msg.interface;
-      pollSummary();
+  const currentInfo = () => interfaces.find((i) => i.interface === (iface || (lastSample && lastSample.interface)));
+
+  // Sampler pill: /api/interfaces says running/stale/stopped; the live stream says whether
+  // samples still arrive. Mode and egress come from the interface's latest run.
+  function renderSampler(now) {
+    const el = $('sampler-status');
+    const info = currentInfo();
+    let state;
+    let text;
+    if (!lastSample && !info) {
+      state = 'unknown';
+      text = 'no samples yet';
+    } else {
+      // Whichever is newer: the last live message or the last /api/interfaces answer.
+      const liveNewer = lastSample && (!info || lastSampleAt >= interfacesAt);
+      let serverSays = info ? info.status : 'stale';
+      if (liveNewer && lastSample.sampler_running) serverSays = 'running';
+      else if (liveNewer && serverSays === 'running') serverSays = 'stale';
+      const flowing = lastSample && now - lastSampleAt <= STALE_MS;
+      if (serverSays === 'running' && (flowing || !lastSample)) {
+        state = 'running';
+        text = 'sampler running';
+      } else {
+        state = serverSays === 'running' ? 'stale' : serverSays;
+        const last = lastSample ? fmt.parseTs(lastSample.timestamp) : info && fmt.parseTs(info.last_sample);
+        const what = state === 'stopped' ? 'sampler stopped' : 'sampler stale';
+        text = `${what} — last sample ${fmt.clock(last)}`;
+      }
     }
-    renderStatus();
+    el.dataset.state = state;
+    el.textContent = text;
+
+    const run = info && info.run;
+    const mode = $('sampler-mode');
+    const egress = $('sampler-egress');
+    mode.hidden = egress.hidden = !run;
+    if (run) {
+      mode.dataset.mode = run.mode;
+      mode.textContent = MODES[run.mode] || String(run.mode);
+      egress.dataset.egress = run.egress ? 'on' : 'off';
+      egress.textContent = run.egress ? 'egress on' : 'egress off';
+    }
   }
 
-  // Header pills that depend on time passing: sampler status, stale hint, reconnect countdown.
+  // Time-dependent parts of the header: sampler state, stale hint, reconnect countdown.
   function renderStatus() {
     const now = Date.now();
     const stale = wsState === 'live' && now - lastMsgAt > STALE_MS;
@@ -176,28 +170,66 @@
     const hint = $('stale-hint');
     hint.hidden = !stale;
     if (stale) hint.textContent = `stale — no data for ${Math.floor((now - lastMsgAt) / 1000)} s`;
-
-    const sampler = $('sampler-status');
-    if (!lastSample) {
-      sampler.dataset.state = 'unknown';
-      sampler.textContent = 'no samples yet';
-    } else if (lastSample.sampler_running && now - lastSampleAt <= STALE_MS) {
-      sampler.dataset.state = 'running';
-      sampler.textContent = 'running';
-    } else {
-      // The server said "running" but nothing new arrived: we cannot tell, so say what we know.
-      const what = lastSample.sampler_running ? 'no new samples' : 'stopped';
-      sampler.dataset.state = lastSample.sampler_running ? 'stale' : 'stopped';
-      sampler.textContent = `${what} — last sample at ${clock(parseTs(lastSample.timestamp))}`;
-    }
-
+    renderSampler(now);
     if (wsState === 'reconnecting') {
       const secs = Math.max(0, Math.ceil((retryAt - now) / 1000));
       setWsState('reconnecting', `reconnecting in ${secs} s`);
     }
   }
 
+  // ---------------------------------------------------------------- samples
+  function renderSample(msg) {
+    lastSample = msg;
+    lastSampleAt = Date.now();
+    body.dataset.hasData = 'true';
+    body.dataset.tx = msg.tx == null ? 'off' : 'on';
+    const name = typeof msg.interface === 'string' && msg.interface ? msg.interface : iface;
+    showIface(name);
+    fill($('cards'), msg);
+    fill($('rx-tx-table'), msg);
+    fill($('totals-table'), msg);
+    const when = fmt.parseTs(msg.timestamp);
+    const last = $('last-update');
+    last.textContent = fmt.dateTime(when);
+    last.dateTime = typeof msg.timestamp === 'string' ? msg.timestamp : '';
+    const nowTime = $('now-time');
+    nowTime.textContent = fmt.clock(when);
+    nowTime.dateTime = last.dateTime;
+    body.dataset.lastTimestamp = last.dateTime;
+    nm.live.push(msg);
+    if (name) nm.history.setIface(name);
+    if (name && name !== summaryAsked) pollSummary();
+    if (needBackfill && name) {
+      needBackfill = false;
+      backfill(name, msg.tx != null);
+    }
+    // The server's view of the sampler changed: ask /api/interfaces for the details.
+    const info = currentInfo();
+    if (!info || (info.status === 'running') !== Boolean(msg.sampler_running)) soonPollInterfaces();
+    renderStatus();
+  }
+
+  // The last 5 minutes at one point a second, so the live charts start full.
+  async function backfill(name, egress) {
+    const since = new Date(Date.now() - 300 * 1000).toISOString();
+    const fields = ['bandwidth_bps', 'packets_per_sec', ...nm.live.MIX.map((c) => c + '_bandwidth_bps')].join(',');
+    const url = (dir) => '/api/metrics/history?' + new URLSearchParams({iface: name, step: '1s', since, direction: dir, fields});
+    try {
+      const [rx, tx] = await Promise.all([getJson(url('rx')), egress ? getJson(url('tx')) : null]);
+      if (name !== (iface || (lastSample && lastSample.interface))) return; // switched meanwhile
+      if (!rx.resp.ok || (tx && !tx.resp.ok)) return; // the live points still come
+      nm.live.backfill(rx.data.timestamps, rx.data.series, tx ? tx.data.series : null);
+    } catch (err) {
+      // Network trouble: the WebSocket shows it; the chart fills from live samples.
+    }
+  }
+
   // ---------------------------------------------------------------- WebSocket with back-off
+  function wsUrl() {
+    return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws/metrics/' +
+      (iface ? '?iface=' + encodeURIComponent(iface) : '');
+  }
+
   function connect() {
     clearTimeout(retryTimer);
     retryTimer = null;
@@ -205,12 +237,13 @@
     setWsState('connecting');
     let sock;
     try {
-      sock = new WebSocket(wsUrl);
+      sock = new WebSocket(wsUrl());
     } catch (err) {
       scheduleReconnect();
       return;
     }
     ws = sock;
+    needBackfill = true; // fill whatever was missed while disconnected
     let openedAt = 0;
     let gotError = false;
     sock.onopen = () => {
@@ -223,7 +256,7 @@
       if (ws !== sock) return;
       lastMsgAt = Date.now();
       let msg;
-      try { msg = JSON.parse(ev.data); } catch (err) { console.warn('netmetrics: bad message', err); return; }
+      try { msg = JSON.parse(ev.data); } catch (err) { return; }
       if (!msg || typeof msg !== 'object') return;
       if (msg.type === 'sample') {
         backoff = BACKOFF_MIN_MS; // success: reset the back-off
@@ -231,7 +264,7 @@
         renderSample(msg);
       } else if (msg.type === 'error') {
         gotError = true;
-        showError('Server: ' + (typeof msg.detail === 'string' ? msg.detail : 'error'));
+        showError('Server: ' + (typeof msg.detail === 'string' ? msg.detail : describeError(msg.detail, 400, 'live data')));
       }
     };
     sock.onclose = () => {
@@ -240,6 +273,14 @@
       if (openedAt && !gotError && Date.now() - openedAt >= STABLE_MS) backoff = BACKOFF_MIN_MS;
       scheduleReconnect();
     };
+  }
+
+  function reconnectNow() {
+    const old = ws;
+    ws = null; // its close event is ignored
+    if (old) old.close();
+    backoff = BACKOFF_MIN_MS;
+    connect();
   }
 
   function scheduleReconnect() {
@@ -263,19 +304,92 @@
     setWsState('offline');
   });
 
-  // ---------------------------------------------------------------- run summary (polled)
-  function describeError(data, status) {
-    if (data && typeof data.detail === 'string') return data.detail;
-    if (data && typeof data === 'object') {
-      const parts = Object.entries(data).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(' ') : String(v)}`);
-      if (parts.length) return parts.join('; ');
+  // ---------------------------------------------------------------- interfaces and selector
+  function renderInterfaces() {
+    const select = $('iface-select');
+    const names = interfaces.map((i) => i.interface);
+    const current = iface || (lastSample && lastSample.interface) || null;
+    if (current && !names.includes(current)) names.push(current);
+    const same = select.options.length === names.length && names.every((n, i) => select.options[i].value === n);
+    if (!same) {
+      select.replaceChildren(...names.map((n) => {
+        const o = document.createElement('option');
+        o.value = n;
+        o.textContent = n;
+        return o;
+      }));
     }
-    return `summary unavailable (HTTP ${status})`;
+    for (const o of select.options) {
+      const info = interfaces.find((i) => i.interface === o.value);
+      o.textContent = info && info.status !== 'running' ? `${o.value} (${info.status})` : o.value;
+    }
+    if (current) select.value = current;
+    $('iface-picker').hidden = names.length < 2;
+    const info = currentInfo();
+    if (info && info.run) nm.live.setInterval(info.run.interval);
+    renderStatus();
   }
 
+  async function pollInterfaces() {
+    clearTimeout(interfacesTimer);
+    interfacesTimer = setTimeout(pollInterfaces, INTERFACES_MS);
+    const mine = ++interfacesSeq;
+    interfacesAskedAt = Date.now();
+    try {
+      const {resp, data} = await getJson('/api/interfaces');
+      if (mine !== interfacesSeq || !resp.ok || !Array.isArray(data)) return;
+      interfaces = data;
+      interfacesAt = Date.now();
+      renderInterfaces();
+    } catch (err) {
+      // The WebSocket state says the server is away; try again on the next round.
+    }
+  }
+
+  // At most one extra poll every 2 s, however many messages ask for one.
+  let soonTimer = null;
+  function soonPollInterfaces() {
+    if (soonTimer) return;
+    const wait = Math.max(0, interfacesAskedAt + 2000 - Date.now());
+    soonTimer = setTimeout(() => { soonTimer = null; pollInterfaces(); }, wait);
+  }
+
+  function switchIface(name, push) {
+    if (!name || name === iface) return;
+    iface = name;
+    if (push) {
+      const url = new URL(location.href);
+      url.searchParams.set('iface', name);
+      window.history.pushState({iface: name}, '', url);
+    }
+    applyIface();
+  }
+
+  function applyIface() {
+    lastSample = null;
+    lastSampleAt = 0;
+    showIface(iface);
+    fill($('cards'), {});
+    fill($('rx-tx-table'), {});
+    fill($('totals-table'), {});
+    nm.live.reset();
+    if (iface) nm.history.setIface(iface);
+    renderInterfaces();
+    reconnectNow();
+    pollSummary();
+  }
+
+  $('iface-select').addEventListener('change', (ev) => switchIface(ev.target.value, true));
+  window.addEventListener('popstate', () => {
+    const name = ifaceFromUrl();
+    if (name && name !== iface) { iface = name; applyIface(); }
+  });
+
+  // ---------------------------------------------------------------- run summary (polled)
+  const summaryFor = () => iface || (lastSample && lastSample.interface) || null;
+
   function summaryMessage(state, text) {
-    const box = $('summary');
-    box.dataset.state = state;
+    $('summary').dataset.state = state;
     const msg = $('summary-msg');
     msg.hidden = !text;
     msg.textContent = text || '';
@@ -284,36 +398,39 @@
   async function pollSummary() {
     clearTimeout(summaryTimer);
     summaryTimer = setTimeout(pollSummary, SUMMARY_MS);
-    if (!summaryIface || document.hidden) return;
-    const seq = ++summarySeq;
-    const iface = summaryIface;
+    const name = summaryFor();
+    if (!name || document.hidden) return;
+    summaryAsked = name;
+    const mine = ++summarySeq;
     const box = $('summary');
     try {
-      const resp = await fetch('/api/stats/summary?iface=' + encodeURIComponent(iface),
-        {headers: {Accept: 'application/json'}, cache: 'no-store', credentials: 'same-origin'});
-      let data = null;
-      try { data = await resp.json(); } catch (err) { data = null; }
-      if (seq !== summarySeq) return; // a newer request is in flight
-      box.dataset.iface = iface;
+      const {resp, data} = await getJson('/api/stats/summary?iface=' + encodeURIComponent(name));
+      if (mine !== summarySeq) return; // a newer request is in flight
+      box.dataset.iface = name;
       if (resp.ok && data && typeof data === 'object') {
         fill(box, data);
         summaryMessage('ok', null);
       } else {
         fill(box, {});
-        summaryMessage('error', describeError(data, resp.status));
+        summaryMessage('error', describeError(data, resp.status, 'summary'));
       }
     } catch (err) {
-      if (seq !== summarySeq) return;
+      if (mine !== summarySeq) return;
       summaryMessage('error', 'summary unavailable (network error)');
     }
   }
 
-  document.addEventListener('visibilitychange', () => { if (!document.hidden) pollSummary(); });
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden) { pollSummary(); pollInterfaces(); }
+  });
 
   // ---------------------------------------------------------------- start
+  try { $('tz-name').textContent = Intl.DateTimeFormat().resolvedOptions().timeZone || 'local'; } catch (err) { /* old browser */ }
   buildRatesTable();
-  setIface(urlIface);
+  showIface(iface);
+  if (iface) nm.history.setIface(iface);
   connect();
+  pollInterfaces();
   pollSummary();
-  setInterval(renderStatus, 1000);
+  setInterval(() => { renderStatus(); nm.live.tick(); }, 1000);
 })();

@@ -1,0 +1,545 @@
+"""The dashboard in a real browser (Chromium through Playwright) against a real server.
+
+One web server (daphne, `manage.py runserver`) per module on a scratch database, and a writer
+process that records samples into that database on command, through SamplerRun.record as the
+sampler does: the test decides exactly which values are written and when, and watches them
+arrive over the WebSocket. Loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.processes import ROOT, Managed, migrated_env, wait_for
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# Runs in the writer process (`manage.py shell -c`): one JSON command per stdin line, one reply
+# line ("ok ..." or "error ...") per command.
+WRITER = r"""
+import json, math, os, sys
+from datetime import timedelta
+from django.utils import timezone
+from bpf.classes import COUNTER_NAMES
+from metrics.models import SamplerRun
+
+runs, totals = {}, {}
+
+
+def write(key, delta, when, elapsed):
+    cumulative = totals[key]
+    for name, value in delta.items():
+        cumulative[name] += value
+    runs[key].record(cumulative, when, elapsed)
+
+
+def traffic(i, scale):
+    # Something that looks like a busy link: a slow swell, a faster ripple, mostly HTTPS.
+    wave = 1 + 0.45 * math.sin(i / 23) + 0.2 * math.sin(i / 3.1) + 0.15 * math.sin(i / 1.7)
+    rx = int(scale * wave)
+    tx = int(rx * (0.22 + 0.06 * math.sin(i / 11)))
+    delta = {}
+    for d, octets in (("rx", rx), ("tx", tx)):
+        parts = {"tcp": 0.84, "udp": 0.12, "icmp": 0.01, "https": 0.66, "http": 0.09,
+                 "dns": 0.015, "ipv4": 0.9, "ipv6": 0.1}
+        delta[f"{d}_total_bytes"] = octets
+        delta[f"{d}_total_packets"] = octets // 900 + 1
+        for cls, share in parts.items():
+            delta[f"{d}_{cls}_bytes"] = int(octets * share)
+            delta[f"{d}_{cls}_packets"] = int(octets * share) // 900
+        known = sum(delta[f"{d}_{c}_bytes"] for c in ("tcp", "udp", "icmp"))
+        delta[f"{d}_other_bytes"] = octets - known
+        delta[f"{d}_other_packets"] = 1
+    return delta
+
+
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd = json.loads(line)
+    try:
+        now = timezone.now()
+        op = cmd["op"]
+        if op == "start":
+            key = cmd["key"]
+            runs[key] = SamplerRun.objects.create(
+                interface=cmd["iface"], mode=cmd.get("mode", "native"),
+                egress=cmd.get("egress", True), interval=1.0, pid=os.getpid(),
+                started_at=now - timedelta(seconds=cmd.get("ago", 0)),
+            )
+            totals[key] = {name: 0 for name in COUNTER_NAMES}
+        elif op == "add":
+            write(cmd["key"], cmd["delta"], now - timedelta(seconds=cmd.get("ago", 0)),
+                  cmd.get("elapsed", 1.0))
+        elif op == "seed":
+            every, elapsed = cmd["every"], cmd.get("elapsed", cmd["every"])
+            ago = cmd["from_ago"]
+            i = 0
+            while ago >= cmd["to_ago"]:
+                delta = {k: v * int(elapsed) for k, v in traffic(i, cmd["scale"]).items()}
+                write(cmd["key"], delta, now - timedelta(seconds=ago), elapsed)
+                ago -= every
+                i += 1
+        elif op == "stop":
+            runs[cmd["key"]].stop(now - timedelta(seconds=cmd.get("ago", 0)))
+        print("ok", flush=True)
+    except Exception as exc:
+        print(f"error {type(exc).__name__}: {exc}", flush=True)
+"""
+
+
+class Writer:
+    """The sample-writing process: each command returns once its rows are committed."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.errors = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "--no-imports", "-v", "0", "-c", WRITER],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.errors,
+            text=True,
+            bufsize=1,
+        )
+        self._reply(30)  # "ready"
+
+    def _reply(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0, left))
+            if not ready:
+                raise TimeoutError(f"writer did not answer in {timeout:g} s: {self._tail()}")
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"writer exited {self.proc.wait()}: {self._tail()}")
+            if line.startswith(("ok", "ready")):
+                return line
+            if line.startswith("error"):
+                raise RuntimeError(f"writer: {line.strip()}")
+
+    def _tail(self) -> str:
+        self.errors.flush()
+        return self.log.read_text(errors="replace")[-800:]
+
+    def __call__(self, op: str, timeout: float = 30, **args: Any) -> None:
+        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.proc.stdin.flush()
+        self._reply(timeout)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.errors.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class Site:
+    """The web server under test; restartable on the same port."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.starts = 0
+        self.lingered = 0
+        self.web: Managed | None = None
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.logs / f"web-{self.starts}.log"
+        self.web = Managed(self.env, log, "runserver", "--noreload", f"127.0.0.1:{self.port}")
+        try:
+            wait_for(lambda: self.web.ensure_running() or healthy(self.url), 30, "the web server")
+        except TimeoutError:
+            raise TimeoutError(f"web server did not answer: {self.web.output()[-800:]}") from None
+
+    def stop(self) -> None:
+        """SIGTERM; SIGKILL after 5 s (daphne sometimes lingers with a WebSocket open)."""
+        if self.web is not None:
+            web, self.web = self.web, None
+            try:
+                web.stop(timeout=5)
+            except TimeoutError:
+                self.lingered += 1  # killed: what a crash looks like to the browser
+
+
+# Two runs' worth of exact values: rates are these byte and packet counts per 1-second sample.
+ETH0_DELTA = {
+    "rx_total_bytes": 125_000,
+    "rx_total_packets": 100,
+    "tx_total_bytes": 25_000,
+    "tx_total_packets": 20,
+    "rx_tcp_bytes": 100_000,
+    "rx_tcp_packets": 80,
+    "rx_https_bytes": 75_000,
+    "rx_https_packets": 60,
+}
+ETH1_DELTA = {  # no egress: the tx counters stay 0
+    "rx_total_bytes": 5_000,
+    "rx_total_packets": 7,
+    "rx_udp_bytes": 5_000,
+    "rx_udp_packets": 7,
+}
+
+
+def card_values(page) -> dict[str, str]:
+    return page.evaluate(
+        """() => Object.fromEntries(['bandwidth', 'pps', 'tcp', 'https'].map((c) =>
+            [c, document.querySelector('#card-' + c + ' .value').dataset.value]))"""
+    )
+
+
+def expected_cards(delta: dict[str, int]) -> dict[str, str]:
+    def js(v: float) -> str:  # String(number) in JavaScript for these whole numbers
+        return str(int(v)) if float(v).is_integer() else repr(v)
+
+    get = delta.get
+    return {
+        "bandwidth": js((get("rx_total_bytes", 0) + get("tx_total_bytes", 0)) * 8),
+        "pps": js(get("rx_total_packets", 0) + get("tx_total_packets", 0)),
+        "tcp": js((get("rx_tcp_bytes", 0) + get("tx_tcp_bytes", 0)) * 8),
+        "https": js((get("rx_https_bytes", 0) + get("tx_https_bytes", 0)) * 8),
+    }
+
+
+@pytest.fixture(scope="module")
+def world(requires_browser, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """A seeded database, a writer on it, and the web server; eth0 and eth1 have samples."""
+    tmp = tmp_path_factory.mktemp("browser")
+    env = migrated_env(tmp / "db.sqlite3")
+    writer = Writer(env, tmp / "writer.log")
+    site = Site(env, tmp)
+    try:
+        # eth0's history: an earlier run with samples 50-40 and 20-10 minutes ago, none between.
+        writer("start", key="old", iface="eth0", ago=3 * 3600)
+        writer("seed", key="old", from_ago=50 * 60, to_ago=40 * 60, every=10, scale=900_000)
+        writer("seed", key="old", from_ago=20 * 60, to_ago=10 * 60, every=10, scale=700_000)
+        writer("stop", key="old", ago=10 * 60)
+        # eth0 now: one sample a second for the last ~4.5 minutes (the live chart's backfill).
+        writer("start", key="eth0", iface="eth0", mode="skb", ago=300)
+        writer("seed", key="eth0", from_ago=270, to_ago=3, every=1, scale=600_000)
+        writer("add", key="eth0", delta=ETH0_DELTA, ago=2)
+        # eth1: a second interface with a few samples.
+        writer("start", key="eth1", iface="eth1", egress=False, ago=60)
+        for ago in (5, 4, 3):
+            writer("add", key="eth1", delta=ETH1_DELTA, ago=ago)
+        site.start()
+        yield {"site": site, "writer": writer, "tmp": tmp}
+    finally:
+        site.stop()
+        writer.close()
+
+
+@pytest.fixture(scope="module")
+def browser(requires_browser) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """A fresh browser page that records console errors and uncaught exceptions."""
+
+    def __init__(self, browser, url: str, **context: Any) -> None:
+        self.context = browser.new_context(**context)
+        self.context.set_default_timeout(10_000)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.expected_network_errors = False
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+        self.page.goto(url)
+
+    def _console(self, message) -> None:
+        if message.type != "error":
+            return
+        text = message.text
+        # While the server is deliberately down, the browser itself logs refused connections.
+        network = "ERR_CONNECTION_REFUSED" in text or text.startswith("WebSocket connection to")
+        if network and self.expected_network_errors:
+            return
+        self.errors.append(text)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def open_page(browser, world) -> Iterator[Any]:
+    pages: list[Page] = []
+
+    def opener(path: str = "/?iface=eth0", **context: Any) -> Page:
+        page = Page(browser, world["site"].url + path, **context)
+        pages.append(page)
+        return page
+
+    yield opener
+    errors = [error for page in pages for error in page.errors]
+    for page in pages:
+        page.close()
+    assert errors == [], "JavaScript errors in the browser console"
+
+
+def live(page) -> None:
+    page.wait_for_selector('#ws-state[data-state="live"]', timeout=10_000)
+
+
+def test_a_new_sample_reaches_the_cards_and_the_live_chart_within_2_s(world, open_page) -> None:
+    view = open_page()
+    page = view.page
+    live(page)
+    # The live chart starts full: backfilled from the last 5 minutes of history.
+    page.wait_for_function(
+        "() => Number(document.getElementById('live-bandwidth').dataset.points) >= 200"
+    )
+    page.wait_for_function(
+        "(want) => document.querySelector('#card-bandwidth .value').dataset.value === want",
+        arg=expected_cards(ETH0_DELTA)["bandwidth"],
+    )
+    before = page.evaluate("() => window.netmetrics.live.length")
+    last_before = float(page.get_attribute("#live-bandwidth", "data-last"))
+
+    delta = {**ETH0_DELTA, "rx_total_bytes": 250_000, "rx_tcp_bytes": 200_000, "tx_tcp_bytes": 10}
+    delta["rx_https_bytes"] = 123_456
+    delta["rx_total_packets"] = 333
+    world["writer"]("add", key="eth0", delta=delta)
+    written = time.monotonic()
+    expected = expected_cards(delta)
+    page.wait_for_function(
+        """(want) => Object.entries(want).every(([c, v]) =>
+            document.querySelector('#card-' + c + ' .value').dataset.value === v)""",
+        arg=expected,
+        timeout=2_000,
+    )
+    page.wait_for_function(
+        "(n) => window.netmetrics.live.length === n + 1 || window.netmetrics.live.length === 300",
+        arg=before,
+        timeout=max(100, int((2 - (time.monotonic() - written)) * 1000)),
+    )
+    assert time.monotonic() - written < 2
+    assert card_values(page) == expected
+    assert float(page.get_attribute("#live-bandwidth", "data-last")) > last_before
+    # The newest point carries the new sample's rates (rx and tx separately).
+    newest = page.evaluate(
+        "() => { const r = window.netmetrics.live.ring; const i = r.x.length - 1;"
+        " return [r.rx_bw[i], r.tx_bw[i], r.rx_pps[i], r.tx_pps[i]]; }"
+    )
+    assert newest == [250_000 * 8, 25_000 * 8, 333, 20]
+    assert page.text_content("#iface-name") == "eth0"
+    page.wait_for_selector('#sampler-status[data-state="running"]', timeout=2_000)
+    assert page.get_attribute("#sampler-mode", "data-mode") == "skb"
+    assert page.get_attribute("#sampler-egress", "data-egress") == "on"
+    assert page.is_visible("#admin-link")
+    # Light to dark: the charts are drawn again in the other colours, with the same data.
+    assert page.locator(".chart .uplot").count() == 4
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_function("() => matchMedia('(prefers-color-scheme: dark)').matches")
+    assert page.locator(".chart .uplot").count() == 4
+    assert page.evaluate("() => window.netmetrics.live.length") == before + 1
+
+
+def test_history_shows_the_seeded_range_with_its_gap(world, open_page) -> None:
+    page = open_page().page
+    page.wait_for_selector('#history[data-state="ok"]')
+    data = page.evaluate("() => window.netmetrics.history.data")
+    assert data["interface"] == "eth0" and data["step"] == "1m"
+    assert page.get_attribute("#history-chart", "data-step") == "1m"
+    now = time.time()
+    rx = dict(zip(data["timestamps"], data["series"]["rx_bandwidth_bps"], strict=True))
+
+    def values(from_min: int, to_min: int) -> list[float | None]:
+        return [v for t, v in rx.items() if now - from_min * 60 <= t < now - to_min * 60]
+
+    assert all(v is not None and v > 0 for v in values(49, 41)), "the first seeded stretch"
+    assert values(38, 22) and all(v is None for v in values(38, 22)), "the gap between"
+    assert all(v is not None and v > 0 for v in values(19, 11)), "the second seeded stretch"
+    nulls = sum(v is None for v in rx.values())
+    assert int(page.get_attribute("#history-chart", "data-nulls")) == nulls >= 16
+
+    # Drag across the chart: the zoomed range is fetched again at a finer step; double-click
+    # goes back to the hour.
+    over = page.locator("#history-chart .u-over")
+    over.scroll_into_view_if_needed()
+    box = over.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.15, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.35, y, steps=5)
+    page.mouse.up()
+    page.wait_for_selector('#history[data-zoomed="true"][data-state="ok"]')
+    assert page.get_attribute("#history-chart", "data-step") == "1s"
+    page.dblclick("#history-chart .u-over")
+    page.wait_for_selector('#history[data-zoomed="false"][data-state="ok"]')
+    assert page.get_attribute("#history-chart", "data-step") == "1m"
+
+    # A custom range, in the browser's local time: 48 to 33 minutes ago, at one point a second.
+    page.click('#history-ranges button[data-range="custom"]')
+    since, until = page.evaluate(
+        """() => [48, 33].map((m) => {
+            const d = new Date(Date.now() - m * 60000), p = (n) => String(n).padStart(2, '0');
+            const day = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+            return `${day}T${p(d.getHours())}:${p(d.getMinutes())}`;
+        })"""
+    )
+    page.fill("#range-from", since)
+    page.fill("#range-to", until)
+    page.click("#history-custom button[type=submit]")
+    page.wait_for_function(
+        "() => document.getElementById('history-chart').dataset.step === '1s'"
+        " && document.getElementById('history').dataset.state === 'ok'"
+    )
+    custom = page.evaluate("() => window.netmetrics.history.data")
+    assert len(custom["timestamps"]) == 15 * 60
+    rates = custom["series"]["rx_bandwidth_bps"]
+    # Samples until 40 minutes ago (a 10 s sample counts from the second it started), then none.
+    assert sum(v is not None for v in rates[:300]) >= 280
+    assert all(v is None for v in rates[-300:])
+
+    # Longer ranges come from coarser tiers; the CSV link asks for the same range.
+    page.click('#history-ranges button[data-range="7d"]')
+    page.wait_for_function(
+        "() => document.getElementById('history-chart').dataset.step === '1h'"
+        " && document.getElementById('history').dataset.state === 'ok'"
+    )
+    href = page.get_attribute("#history-csv", "href")
+    assert "format=csv" in href and "iface=eth0" in href and "step=auto" in href
+    response = page.request.get(world["site"].url + href)
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert len(response.text().strip().splitlines()) >= 7 * 24
+
+
+def test_the_interface_selector_switches_and_keeps_it_in_the_url(world, open_page) -> None:
+    page = open_page().page
+    live(page)
+    page.wait_for_selector("#iface-select", state="visible")
+    options = page.eval_on_selector_all("#iface-select option", "els => els.map(e => e.value)")
+    assert options == ["eth0", "eth1"]
+    page.select_option("#iface-select", "eth1")
+    page.wait_for_function("() => new URL(location.href).searchParams.get('iface') === 'eth1'")
+    page.wait_for_function("() => document.getElementById('iface-name').textContent === 'eth1'")
+    page.wait_for_function(
+        "(want) => document.querySelector('#card-bandwidth .value').dataset.value === want",
+        arg=expected_cards(ETH1_DELTA)["bandwidth"],
+    )
+    assert card_values(page) == expected_cards(ETH1_DELTA)
+    page.wait_for_selector('#sampler-egress[data-egress="off"]')
+    live(page)
+    # Its history and live chart follow.
+    page.wait_for_function("() => (window.netmetrics.history.data || {}).interface === 'eth1'")
+    # Back goes back to eth0.
+    page.go_back()
+    page.wait_for_function("() => document.getElementById('iface-name').textContent === 'eth0'")
+    live(page)
+
+
+def test_the_websocket_reconnects_after_the_server_restarts(world, open_page) -> None:
+    view = open_page()
+    page = view.page
+    site = world["site"]
+    live(page)
+    view.expected_network_errors = True
+    site.stop()
+    page.wait_for_function(
+        "() => document.getElementById('ws-state').dataset.state !== 'live'", timeout=5_000
+    )
+    site.start()
+    live(page)  # back-off: 1 s, 2 s, 4 s ... while the server was away
+    view.expected_network_errors = False
+    delta = {**ETH0_DELTA, "tx_total_bytes": 77_777}
+    world["writer"]("add", key="eth0", delta=delta)
+    page.wait_for_function(
+        "(want) => document.querySelector('#card-bandwidth .value').dataset.value === want",
+        arg=expected_cards(delta)["bandwidth"],
+        timeout=2_000,
+    )
+
+
+@pytest.mark.parametrize(
+    "name, viewport, scheme",
+    [
+        ("phone", {"width": 390, "height": 844}, "light"),
+        ("desktop", {"width": 1440, "height": 900}, "light"),
+        ("desktop-dark", {"width": 1440, "height": 900}, "dark"),
+    ],
+)
+def test_screenshots(world, open_page, name: str, viewport: dict, scheme: str) -> None:
+    world["writer"]("seed", key="eth0", from_ago=0, to_ago=0, every=1, scale=600_000)
+    view = open_page(viewport=viewport, color_scheme=scheme, device_scale_factor=1)
+    page = view.page
+    live(page)
+    page.wait_for_selector('#history[data-state="ok"]')
+    page.wait_for_function(
+        "() => Number(document.getElementById('live-bandwidth').dataset.points) >= 200"
+    )
+    # Nothing sticks out sideways at any width.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(500)  # let the share bars' transition finish
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def test_the_live_ring_stays_bounded(world, open_page) -> None:
+    """A page left open for days: 3,000 more samples leave 300 points and no extra DOM nodes."""
+    page = open_page().page
+    live(page)
+    page.wait_for_function("() => window.netmetrics.live.length >= 200")
+    nodes = page.evaluate("() => document.getElementsByTagName('*').length")
+    result = page.evaluate(
+        """() => {
+            const live = window.netmetrics.live;
+            const start = live.ring.x[live.length - 1];
+            for (let i = 1; i <= 3000; i++) {
+                const when = new Date((start + i) * 1000).toISOString();
+                live.push({type: 'sample', interface: 'eth0', timestamp: when,
+                           rx: {bandwidth_bps: i, packets_per_sec: 1}, tx: null});
+            }
+            return [live.length, live.ring.rx_bw[live.length - 1],
+                    Number(document.getElementById('live-bandwidth').dataset.points)];
+        }"""
+    )
+    assert result == [300, 3000, 300]
+    assert page.evaluate("() => document.getElementsByTagName('*').length") == nodes
