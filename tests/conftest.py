@@ -21,15 +21,19 @@ def _bpf_unavailable_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def requires_bpf() -> None:
-    """Skip a test that needs root, BCC and headers; in CI (CI=true) such a skip is a failure."""
-    reason = _bpf_unavailable_reason()
+def _skip_unless_possible(kind: str, reason: str | None) -> None:
+    """Skip with the reason, except in CI (CI=true), where a test that cannot run fails."""
     if reason is None:
         return
     if os.environ.get("CI") == "true":
-        pytest.fail(f"BPF test cannot run in CI: {reason}", pytrace=False)
+        pytest.fail(f"{kind} test cannot run in CI: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def requires_bpf() -> None:
+    """For tests that need root, BCC and kernel headers."""
+    _skip_unless_possible("BPF", _bpf_unavailable_reason())
 
 
 CHROMIUM = "/usr/bin/chromium"
@@ -48,10 +52,5 @@ def _browser_unavailable_reason() -> str | None:
 
 @pytest.fixture(scope="session")
 def requires_browser() -> None:
-    """Skip a test that needs Chromium and Playwright; in CI (CI=true) such a skip is a failure."""
-    reason = _browser_unavailable_reason()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser test cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
+    """For tests that need Chromium and Playwright."""
+    _skip_unless_possible("browser", _browser_unavailable_reason())
