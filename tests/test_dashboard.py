@@ -21,3 +21,12 @@ def test_assets_are_served(client: Client, path: str) -> None:
     response = client.get(f"/static/{path}")
     assert response.status_code == 200
     assert b"".join(response.streaming_content)
+
+
+def test_api_docs_use_local_assets(client: Client) -> None:
+    page = client.get("/api/docs/").content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and all(a.startswith("/static/drf_spectacular_sidecar/") for a in assets)
+    for asset in assets:
+        assert client.get(asset).status_code == 200
+    assert client.get("/api/schema/").status_code == 200
