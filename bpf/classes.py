@@ -18,6 +18,11 @@ CLASSES: tuple[str, ...] = (
     "http",
     "https",
     "dns",
+    # TCP connection events, by flags: an opening SYN, its SYN-ACK, a RST, a FIN.
+    "syn",
+    "synack",
+    "rst",
+    "fin",
 )
 
 # Application classes are recognised by port, on these transports only.
@@ -26,6 +31,10 @@ APP_PROTOCOLS: dict[str, tuple[str, ...]] = {
     "https": ("tcp",),
     "dns": ("tcp", "udp"),
 }
+
+# Classes of a TCP flag: counted once per frame or aggregate that carries it (TSO and GRO put a
+# FIN only on an aggregate's last segment), never once per segment.
+TCP_FLAG_CLASSES: tuple[str, ...] = ("syn", "synack", "rst", "fin")
 
 DEFAULT_APP_PORTS: dict[str, tuple[int, ...]] = {"http": (80,), "https": (443,), "dns": (53,)}
 

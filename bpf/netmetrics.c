@@ -22,6 +22,8 @@
 
 #define CLASS_BIT(class) (1U << (class))
 #define TRANSPORT_CLASSES (CLASS_BIT(CLASS_TCP) | CLASS_BIT(CLASS_UDP) | CLASS_BIT(CLASS_ICMP))
+#define FLAG_CLASSES                                                                           \
+    (CLASS_BIT(CLASS_SYN) | CLASS_BIT(CLASS_SYNACK) | CLASS_BIT(CLASS_RST) | CLASS_BIT(CLASS_FIN))
 #define MAX_VLAN_TAGS 2
 #define MAX_IPV6_EXT_HEADERS 4
 #define IPV4_FRAG_OFFSET 0x1FFF
@@ -68,6 +70,20 @@ static __always_inline __u32 port_classes(__u32 index)
  * when the transport header is there (not a non-first fragment) and its ports are in bounds.
  * *header_len becomes the frame's L2-L4 header length (TCP options included) when the whole
  * TCP or UDP header is in bounds; it stays 0 otherwise. */
+/* Connection events: a SYN opens, its SYN-ACK accepts, a RST aborts, a FIN closes. */
+static __always_inline __u32 tcp_flag_classes(struct tcphdr *tcp)
+{
+    __u32 mask = 0;
+
+    if (tcp->syn)
+        mask |= tcp->ack ? CLASS_BIT(CLASS_SYNACK) : CLASS_BIT(CLASS_SYN);
+    if (tcp->rst)
+        mask |= CLASS_BIT(CLASS_RST);
+    if (tcp->fin)
+        mask |= CLASS_BIT(CLASS_FIN);
+    return mask;
+}
+
 static __always_inline __u32 transport(void *data, void *l4, void *data_end, __u8 proto,
                                        __u8 icmp_proto, int has_l4, __u32 *header_len)
 {
@@ -89,7 +105,11 @@ static __always_inline __u32 transport(void *data, void *l4, void *data_end, __u
     __u32 l4_len = sizeof(struct udphdr);
     if (proto == IPPROTO_TCP) {
         struct tcphdr *tcp = l4;
-        l4_len = (void *)(tcp + 1) <= data_end && tcp->doff >= 5 ? tcp->doff * 4 : 0;
+        l4_len = 0;
+        if ((void *)(tcp + 1) <= data_end) {
+            l4_len = tcp->doff >= 5 ? tcp->doff * 4 : 0;
+            mask |= tcp_flag_classes(tcp);
+        }
     }
     if (l4_len && l4 + l4_len <= data_end)
         *header_len = l4 + l4_len - data;
@@ -200,6 +220,23 @@ static __always_inline void count(__u32 direction, __u32 mask, __u64 packets, __
     }
 }
 
+/* An aggregate of segs wire packets counts segs packets in every class but the flag classes:
+ * a flag (a FIN, in practice: SYNs and RSTs carry no data to aggregate) is on its last segment
+ * only, so it counts once, with that segment's bytes (the total less the full segments before it,
+ * where the header length and gso_size tell them; else the aggregate's mean). */
+static __always_inline void count_frame(__u32 direction, __u32 mask, __u64 segs, __u64 bytes,
+                                        __u32 header_len, __u32 gso_size)
+{
+    __u64 last = bytes;
+
+    if (segs > 1)
+        last = header_len && gso_size ? bytes - (segs - 1) * (header_len + gso_size)
+                                       : bytes / segs;
+    count(direction, mask & ~FLAG_CLASSES, segs, bytes);
+    if (mask & FLAG_CLASSES)
+        count(direction, mask & FLAG_CLASSES, 1, last);
+}
+
 /* Native XDP sees each frame as the driver received it, before GRO: one frame, one packet. */
 int netmetrics_xdp(struct xdp_md *ctx)
 {
@@ -233,7 +270,8 @@ int netmetrics_tcin(struct __sk_buff *skb)
         segs = (skb->len - header_len + skb->gso_size - 1) / skb->gso_size;
     if (!segs)
         segs = 1;
-    count(RX, mask, segs, skb->len + (__u64)(segs - 1) * header_len);
+    count_frame(RX, mask, segs, skb->len + (__u64)(segs - 1) * header_len, header_len,
+                skb->gso_size);
     return TC_ACT_UNSPEC;
 }
 
@@ -250,6 +288,8 @@ int netmetrics_tc(struct __sk_buff *skb)
     __u64 packets = skb->gso_segs ? skb->gso_segs : 1;
     __u64 bytes = skb->wire_len ? skb->wire_len : skb->len;
 
-    count(TX, classify(data, data_end, &header_len), packets, bytes);
+    __u32 mask = classify(data, data_end, &header_len);
+
+    count_frame(TX, mask, packets, bytes, header_len, skb->gso_size);
     return TC_ACT_UNSPEC;
 }

@@ -7,6 +7,7 @@ from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
 
+from bpf.classes import CLASSES
 from tests.samples import at, counters, start_run
 
 pytestmark = pytest.mark.django_db
@@ -87,7 +88,7 @@ def test_realtime_rates_of_latest_sample_and_run_totals(api, two_samples) -> Non
     assert body["totals"]["rx"]["https_packets"] == 12
     assert body["totals"]["tx"]["packets"] == 15
     assert set(body["rx"]) == set(body["tx"])
-    assert len(body["rx"]) == 20 and len(body["totals"]["rx"]) == 20
+    assert len(body["rx"]) == 2 * len(CLASSES) and len(body["totals"]["rx"]) == 2 * len(CLASSES)
 
 
 def test_realtime_with_egress_off_counts_ingress_only(api) -> None:

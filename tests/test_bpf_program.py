@@ -32,6 +32,11 @@ TC_ACT_UNSPEC = 0xFFFFFFFF  # -1 as the u32 the test run reports
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 
 
+def tcp(**fields: object) -> TCP:
+    """A TCP header with ACK alone, as most segments are; scapy's default would be a SYN."""
+    return TCP(**{"flags": "A", **fields})
+
+
 def v4(**fields: object) -> IP:
     return IP(src="192.0.2.1", dst="198.51.100.2", **fields)
 
@@ -54,18 +59,30 @@ def frame(pkt: Packet | bytes, cut: int | None = None) -> bytes:
 
 # (id, frame, classes besides total)
 CASES: list[tuple[str, bytes, set[str]]] = [
-    ("ipv4-tcp-80", frame(ETH / V4 / TCP(sport=40000, dport=80)), {"ipv4", "tcp", "http"}),
-    ("ipv4-tcp-443", frame(ETH / V4 / TCP(sport=40000, dport=443)), {"ipv4", "tcp", "https"}),
-    ("ipv4-tcp-from-80", frame(ETH / V4 / TCP(sport=80, dport=40000)), {"ipv4", "tcp", "http"}),
+    ("ipv4-tcp-80", frame(ETH / V4 / tcp(sport=40000, dport=80)), {"ipv4", "tcp", "http"}),
+    # Connection events, by flags.
+    ("tcp-syn", frame(ETH / V4 / tcp(dport=443, flags="S")), {"ipv4", "tcp", "https", "syn"}),
+    ("tcp-synack", frame(ETH / V6 / tcp(sport=80, flags="SA")), {"ipv6", "tcp", "http", "synack"}),
+    ("tcp-rst", frame(ETH / V4 / tcp(dport=22, flags="R")), {"ipv4", "tcp", "rst"}),
+    ("tcp-rst-ack", frame(ETH / V4 / tcp(sport=80, flags="RA")), {"ipv4", "tcp", "http", "rst"}),
+    ("tcp-fin-ack", frame(ETH / V4 / tcp(dport=80, flags="FA")), {"ipv4", "tcp", "http", "fin"}),
+    (
+        "tcp-fin-psh-ack",
+        frame(ETH / V6 / tcp(dport=5000, flags="FPA") / b"bye"),
+        {"ipv6", "tcp", "fin"},
+    ),
+    ("tcp-syn-fin", frame(ETH / V4 / tcp(dport=22, flags="SF")), {"ipv4", "tcp", "syn", "fin"}),
+    ("ipv4-tcp-443", frame(ETH / V4 / tcp(sport=40000, dport=443)), {"ipv4", "tcp", "https"}),
+    ("ipv4-tcp-from-80", frame(ETH / V4 / tcp(sport=80, dport=40000)), {"ipv4", "tcp", "http"}),
     (
         "ipv4-tcp-443-large",
-        frame(ETH / V4 / TCP(dport=443) / (b"x" * 1400)),
+        frame(ETH / V4 / tcp(dport=443) / (b"x" * 1400)),
         {"ipv4", "tcp", "https"},
     ),
-    ("ipv4-tcp-other-port", frame(ETH / V4 / TCP(sport=40000, dport=22)), {"ipv4", "tcp"}),
+    ("ipv4-tcp-other-port", frame(ETH / V4 / tcp(sport=40000, dport=22)), {"ipv4", "tcp"}),
     ("ipv4-udp-53", frame(ETH / V4 / UDP(sport=40000, dport=53)), {"ipv4", "udp", "dns"}),
     ("ipv4-udp-from-53", frame(ETH / V4 / UDP(sport=53, dport=40000)), {"ipv4", "udp", "dns"}),
-    ("ipv4-tcp-53", frame(ETH / V4 / TCP(sport=40000, dport=53)), {"ipv4", "tcp", "dns"}),
+    ("ipv4-tcp-53", frame(ETH / V4 / tcp(sport=40000, dport=53)), {"ipv4", "tcp", "dns"}),
     # http and https are TCP only (APP_PROTOCOLS): QUIC on 443 is udp, not https.
     ("ipv4-udp-443", frame(ETH / V4 / UDP(sport=40000, dport=443)), {"ipv4", "udp"}),
     ("ipv4-icmp", frame(ETH / V4 / ICMP()), {"ipv4", "icmp"}),
@@ -76,7 +93,7 @@ CASES: list[tuple[str, bytes, set[str]]] = [
     ),
     (
         "ipv4-options",
-        frame(ETH / v4(options=[IPOption_RR()]) / TCP(sport=40000, dport=80)),
+        frame(ETH / v4(options=[IPOption_RR()]) / tcp(sport=40000, dport=80)),
         {"ipv4", "tcp", "http"},
     ),
     (
@@ -89,9 +106,9 @@ CASES: list[tuple[str, bytes, set[str]]] = [
         frame(ETH / v4(proto=17, frag=100) / PORTS_53),
         {"ipv4", "udp"},
     ),
-    ("ipv6-tcp-80", frame(ETH / V6 / TCP(sport=40000, dport=80)), {"ipv6", "tcp", "http"}),
-    ("ipv6-tcp-443", frame(ETH / V6 / TCP(sport=40000, dport=443)), {"ipv6", "tcp", "https"}),
-    ("ipv6-tcp-from-443", frame(ETH / V6 / TCP(sport=443, dport=40000)), {"ipv6", "tcp", "https"}),
+    ("ipv6-tcp-80", frame(ETH / V6 / tcp(sport=40000, dport=80)), {"ipv6", "tcp", "http"}),
+    ("ipv6-tcp-443", frame(ETH / V6 / tcp(sport=40000, dport=443)), {"ipv6", "tcp", "https"}),
+    ("ipv6-tcp-from-443", frame(ETH / V6 / tcp(sport=443, dport=40000)), {"ipv6", "tcp", "https"}),
     ("ipv6-udp-53", frame(ETH / V6 / UDP(sport=40000, dport=53)), {"ipv6", "udp", "dns"}),
     ("ipv6-icmpv6", frame(ETH / V6 / ICMPv6EchoRequest()), {"ipv6", "icmp"}),
     # ICMP's number means nothing in IPv6, ICMPv6's nothing in IPv4.
@@ -107,7 +124,7 @@ CASES: list[tuple[str, bytes, set[str]]] = [
     ),
     (
         "ipv6-hop-by-hop-dest-opts",
-        frame(ETH / V6 / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / TCP(sport=40000, dport=443)),
+        frame(ETH / V6 / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / tcp(sport=40000, dport=443)),
         {"ipv6", "tcp", "https"},
     ),
     (
@@ -141,7 +158,7 @@ CASES: list[tuple[str, bytes, set[str]]] = [
             / IPv6ExtHdrRouting()
             / IPv6ExtHdrFragment()
             / IPv6ExtHdrDestOpt()
-            / TCP(sport=40000, dport=80)
+            / tcp(sport=40000, dport=80)
         ),
         {"ipv6", "tcp", "http"},
     ),
@@ -156,14 +173,14 @@ CASES: list[tuple[str, bytes, set[str]]] = [
             / IPv6ExtHdrDestOpt()
             / IPv6ExtHdrDestOpt()
             / IPv6ExtHdrDestOpt()
-            / TCP(sport=40000, dport=80)
+            / tcp(sport=40000, dport=80)
         ),
         {"ipv6", "other"},
     ),
     ("arp", frame(ETH / ARP(psrc="192.0.2.1", pdst="192.0.2.2")), {"other"}),
     (
         "vlan",
-        frame(ETH / Dot1Q(vlan=10) / V4 / TCP(sport=40000, dport=443)),
+        frame(ETH / Dot1Q(vlan=10) / V4 / tcp(sport=40000, dport=443)),
         {"ipv4", "tcp", "https"},
     ),
     ("vlan-arp", frame(ETH / Dot1Q(vlan=10) / ARP(psrc="192.0.2.1", pdst="192.0.2.2")), {"other"}),
@@ -179,50 +196,50 @@ CASES: list[tuple[str, bytes, set[str]]] = [
         {"other"},
     ),
     ("cut-vlan-tag", frame(ETH / Dot1Q(vlan=10) / V4, cut=16), {"other"}),
-    ("cut-ipv4-header", frame(ETH / V4 / TCP(dport=80), cut=14 + 10), {"other"}),
+    ("cut-ipv4-header", frame(ETH / V4 / tcp(dport=80), cut=14 + 10), {"other"}),
     (
         "cut-ipv4-options",
         frame(
-            ETH / v4(options=[IPOption_RR()]) / TCP(dport=80),
+            ETH / v4(options=[IPOption_RR()]) / tcp(dport=80),
             cut=14 + 22,
         ),
         {"other"},
     ),
     (
         "ipv4-bad-ihl",
-        frame(ETH / v4(ihl=4) / TCP(dport=80)),
+        frame(ETH / v4(ihl=4) / tcp(dport=80)),
         {"other"},
     ),
     (
         "ipv4-ethertype-version-6",
-        bytes(ETH)[:12] + b"\x08\x00" + bytes(V6 / TCP(dport=80)),
+        bytes(ETH)[:12] + b"\x08\x00" + bytes(V6 / tcp(dport=80)),
         {"other"},
     ),
-    ("cut-ipv6-header", frame(ETH / V6 / TCP(dport=80), cut=14 + 39), {"other"}),
+    ("cut-ipv6-header", frame(ETH / V6 / tcp(dport=80), cut=14 + 39), {"other"}),
     (
         "vlan-cut-ipv4-header",
-        frame(ETH / Dot1Q(vlan=10) / V4 / TCP(dport=80), cut=18 + 10),
+        frame(ETH / Dot1Q(vlan=10) / V4 / tcp(dport=80), cut=18 + 10),
         {"other"},
     ),
     (
         "vlan-cut-ipv6-header",
-        frame(ETH / Dot1Q(vlan=10) / V6 / TCP(dport=80), cut=18 + 39),
+        frame(ETH / Dot1Q(vlan=10) / V6 / tcp(dport=80), cut=18 + 39),
         {"other"},
     ),
     (
         "cut-ipv6-ext-header",
-        frame(ETH / V6 / IPv6ExtHdrHopByHop() / TCP(dport=80), cut=14 + 41),
+        frame(ETH / V6 / IPv6ExtHdrHopByHop() / tcp(dport=80), cut=14 + 41),
         {"ipv6", "other"},
     ),
     # The transport class comes from the IP header; the application class needs both ports.
     (
         "cut-tcp-before-ports-end",
-        frame(ETH / V4 / TCP(sport=40000, dport=80), cut=14 + 20 + 3),
+        frame(ETH / V4 / tcp(sport=40000, dport=80), cut=14 + 20 + 3),
         {"ipv4", "tcp"},
     ),
     (
         "cut-tcp-after-ports",
-        frame(ETH / V4 / TCP(sport=40000, dport=80), cut=14 + 20 + 4),
+        frame(ETH / V4 / tcp(sport=40000, dport=80), cut=14 + 20 + 4),
         {"ipv4", "tcp", "http"},
     ),
     (
@@ -299,7 +316,7 @@ def sk_buff_ctx(gso_segs: int = 0, wire_len: int = 0, gso_size: int = 0) -> byte
 
 
 def test_tc_egress_counts_gso_skb_as_its_wire_packets(program: Program) -> None:
-    data = frame(ETH / V4 / TCP(sport=40000, dport=443) / (b"x" * 2896))
+    data = frame(ETH / V4 / tcp(sport=40000, dport=443) / (b"x" * 2896))
     headers = 14 + 20 + 20
     wire_len = len(data) + 2 * headers  # 3 segments of 1448 bytes, each with its own headers
     got = run(program, "tc-egress", data, ctx=sk_buff_ctx(gso_segs=3, wire_len=wire_len))
@@ -320,7 +337,7 @@ TCP_TIMESTAMPS = [("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]
 AGGREGATES = [
     (
         "ipv4-tcp-timestamps",
-        ETH / V4 / TCP(sport=40000, dport=443, options=TCP_TIMESTAMPS),
+        ETH / V4 / tcp(sport=40000, dport=443, options=TCP_TIMESTAMPS),
         3 * 1000,
         1000,
         {"ipv4", "tcp", "https"},
@@ -328,7 +345,7 @@ AGGREGATES = [
     ),
     (
         "ipv6-tcp-last-segment-short",
-        ETH / V6 / TCP(sport=80, dport=40000),
+        ETH / V6 / tcp(sport=80, dport=40000),
         4 * 800 + 7,
         800,
         {"ipv6", "tcp", "http"},
@@ -339,7 +356,7 @@ AGGREGATES = [
         ETH
         / Dot1Q(vlan=10)
         / v4(options=[IPOption_RR()])
-        / TCP(sport=40000, dport=22, options=TCP_TIMESTAMPS),
+        / tcp(sport=40000, dport=22, options=TCP_TIMESTAMPS),
         2 * 1000,
         1000,
         {"ipv4", "tcp"},
@@ -393,10 +410,27 @@ def test_tc_ingress_counts_an_aggregate_of_unknown_headers_without_their_copies(
     )
 
 
+@pytest.mark.parametrize("entry", ["tc-ingress", "tc-egress"])
+def test_a_fin_counts_once_with_its_last_segment_in_an_aggregate(
+    program: Program, entry: str
+) -> None:
+    """TSO and GRO carry a FIN on an aggregate's last segment only: one FIN, not three."""
+    headers = ETH / V4 / tcp(sport=40000, dport=443, flags="FPA", options=TCP_TIMESTAMPS)
+    data = frame(headers / (b"x" * 2500))
+    header_len, gso_size, segs = 14 + 20 + 32, 1000, 3
+    wire_len = len(data) + (segs - 1) * header_len
+    ctx = sk_buff_ctx(gso_segs=segs, gso_size=gso_size, wire_len=wire_len)
+    direction = ENTRY_POINTS[entry][0]
+    want = expected(direction, {"ipv4", "tcp", "https"}, segs, wire_len)
+    want[counter_name(direction, "fin", "packets")] = 1
+    want[counter_name(direction, "fin", "bytes")] = header_len + 500  # the last segment
+    assert run(program, entry, data, ctx=ctx) == want
+
+
 def test_custom_app_ports(program: Program) -> None:
-    tcp_8080 = frame(ETH / V4 / TCP(sport=40000, dport=8080))
+    tcp_8080 = frame(ETH / V4 / tcp(sport=40000, dport=8080))
     udp_8080 = frame(ETH / V4 / UDP(sport=40000, dport=8080))
-    tcp_80 = frame(ETH / V4 / TCP(sport=40000, dport=80))
+    tcp_80 = frame(ETH / V4 / tcp(sport=40000, dport=80))
     dns_5353 = frame(ETH / V6 / UDP(sport=5353, dport=40000))
     try:
         program.set_app_ports({"http": [8080], "https": [443], "dns": [53, 5353]})
@@ -420,7 +454,7 @@ def test_custom_app_ports(program: Program) -> None:
 
 
 def test_a_port_of_two_classes_counts_in_both(program: Program) -> None:
-    data = frame(ETH / V4 / TCP(sport=8443, dport=40000))
+    data = frame(ETH / V4 / tcp(sport=8443, dport=40000))
     try:
         program.set_app_ports({"http": [8443], "https": [8443], "dns": []})
         assert run(program, "xdp", data) == expected(

@@ -62,6 +62,15 @@ EXPECTED = {
     "tx_https_bytes": HTTPS_TRIES * RST,
     "tx_tcp_packets": HTTP_TRIES + HTTPS_TRIES,
     "tx_other_packets": 0,
+    # Every connection attempt: a SYN in, refused by a RST (with ACK) out; nothing else.
+    "rx_syn_packets": HTTP_TRIES + HTTPS_TRIES,
+    "rx_syn_bytes": (HTTP_TRIES + HTTPS_TRIES) * SYN,
+    "tx_rst_packets": HTTP_TRIES + HTTPS_TRIES,
+    "tx_rst_bytes": (HTTP_TRIES + HTTPS_TRIES) * RST,
+    "tx_synack_packets": 0,
+    "rx_rst_packets": 0,
+    "rx_fin_packets": 0,
+    "tx_fin_packets": 0,
 }
 
 EXPECTED_PACKETS = EXPECTED["rx_total_packets"] + EXPECTED["tx_total_packets"]
@@ -315,7 +324,17 @@ def test_gso_aggregates_count_as_their_wire_packets(pair, env, tmp_path, mode) -
     after = pair.host_counters()
     assert received == BULK_BYTES <= bytes_sent
 
-    names = ("rx_total_packets", "rx_tcp_packets", "rx_tcp_bytes")
+    names = (
+        "rx_total_packets",
+        "rx_tcp_packets",
+        "rx_tcp_bytes",
+        "rx_syn_packets",
+        "tx_synack_packets",
+        "rx_fin_packets",
+        "tx_fin_packets",
+        "rx_rst_packets",
+        "tx_rst_packets",
+    )
     row = db_rows(
         env, f"SELECT {', '.join(names)} FROM metrics_samplerrun WHERE id = ?", run_id(env, sampler)
     )
@@ -325,6 +344,12 @@ def test_gso_aggregates_count_as_their_wire_packets(pair, env, tmp_path, mode) -
     # Exactly the segments the sender sent; every one but the SYN with the same headers.
     assert packets == segs_out, (counted, segs_out, bytes_sent)
     assert counted["rx_tcp_bytes"] == bytes_sent + packets * TCP_TS + SYN - TCP_TS, counted
+    # One connection: opened by one SYN and SYN-ACK, closed by a FIN each way (the sender's may
+    # ride on its last data, inside an aggregate, and still counts once; a retransmitted FIN
+    # would count again, so only the receiver's is exact), never reset.
+    assert (counted["rx_syn_packets"], counted["tx_synack_packets"]) == (1, 1), counted
+    assert counted["rx_fin_packets"] >= 1 and counted["tx_fin_packets"] == 1, counted
+    assert counted["rx_rst_packets"] == counted["tx_rst_packets"] == 0, counted
     # veth counts what it hands over: single frames under native XDP (which turns the sender's
     # GSO off), aggregates otherwise; so the skb mode really had aggregates to count.
     handed_over = after["rx_packets"] - before["rx_packets"]

@@ -170,7 +170,7 @@ class SummaryQuerySerializer(RangeQuerySerializer):
 
 class HistoryQuerySerializer(RangeQuerySerializer):
     """?since=&until=&step=1s|1m|1h|auto&direction=rx|tx|both&fields=a,b|all (default: last hour,
-    the DEFAULT_FIELDS; every field of every class is 22 series, a megabyte for an hour of
+    the DEFAULT_FIELDS; every field of every class is 30 series, megabytes for an hour of
     seconds, so a client asks for the ones it draws)."""
 
     step = serializers.ChoiceField(choices=[*STEPS, "auto"], default="auto")

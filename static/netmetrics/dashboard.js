@@ -6,9 +6,12 @@
 (() => {
   const nm = (window.netmetrics = window.netmetrics || {});
   const fmt = nm.fmt;
-  const CLASSES = ['ipv4', 'ipv6', 'tcp', 'udp', 'icmp', 'other', 'http', 'https', 'dns'];
+  // The API's classes, in table order; the TCP connection events last.
+  const CLASSES = ['ipv4', 'ipv6', 'tcp', 'udp', 'icmp', 'other', 'http', 'https', 'dns',
+    'syn', 'synack', 'rst', 'fin'];
   const LABELS = {total: 'Total', ipv4: 'IPv4', ipv6: 'IPv6', tcp: 'TCP', udp: 'UDP', icmp: 'ICMP',
-    other: 'Other', http: 'HTTP', https: 'HTTPS', dns: 'DNS'};
+    other: 'Other', http: 'HTTP', https: 'HTTPS', dns: 'DNS',
+    syn: 'TCP SYN', synack: 'TCP SYN-ACK', rst: 'TCP RST', fin: 'TCP FIN'};
   const MODES = {native: 'native XDP', skb: 'skb mode'};
   const STALE_MS = 3000;
   const SUMMARY_MS = 5000;
