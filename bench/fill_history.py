@@ -43,7 +43,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from bpf.classes import COUNTER_NAMES  # noqa: E402
+from bpf.classes import ALL_COUNTER_NAMES  # noqa: E402
 from metrics.models import (  # noqa: E402
     ROLLUP_TIERS,
     Rollup,
@@ -103,7 +103,7 @@ class RunTotals:
     """A SamplerRun's cumulative state, accumulated as SamplerRun.record would."""
 
     started_at: float
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ALL_COUNTER_NAMES, 0))
     measured_seconds: float = 0.0
     peak_bandwidth_bps: float = 0.0
     samples: int = 0
@@ -207,7 +207,7 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
         for start, elapsed in ticks(since, until, rng):
             values = traffic.sample(start, elapsed)
             sample = LightSample(values)
-            for name in COUNTER_NAMES:
+            for name in ALL_COUNTER_NAMES:
                 cumulative[name] += values[name]
             run.measured_seconds += elapsed
             peak = (values["rx_total_bytes"] + values["tx_total_bytes"]) * 8 / elapsed
@@ -259,7 +259,7 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
                 start=as_datetime(start),
                 timestamp=as_datetime(round(start + values["elapsed"], 6)),
                 elapsed=values["elapsed"],
-                **{name: values[name] for name in COUNTER_NAMES},
+                **{name: values[name] for name in ALL_COUNTER_NAMES},
             )
             batch.append(row)
             last_rows[index] = row
@@ -296,7 +296,7 @@ def check(iface: str, totals: list[RunTotals], buckets: dict[type[Rollup], dict]
     of them) also says; the peak is a sample's own, as record() computes it."""
     hour_tier = ROLLUP_TIERS[-1]
     hours = buckets[hour_tier].values()
-    for name in COUNTER_NAMES:
+    for name in ALL_COUNTER_NAMES:
         summed = sum(run.counters[name] for run in totals)
         if summed != sum(getattr(bucket, name) for bucket in hours):
             raise AssertionError(f"{name}: run totals {summed} != sum of the hour rollups")

@@ -47,3 +47,15 @@ def counter_name(direction: str, cls: str, unit: str) -> str:
 COUNTER_NAMES: tuple[str, ...] = tuple(
     counter_name(d, c, u) for d in DIRECTIONS for c in CLASSES for u in ("packets", "bytes")
 )
+
+# TCP health, from tracepoints rather than the packet parser (bpf/tcp_health.c): segments
+# retransmitted by connections of the interface's addresses, and a log2 histogram of their
+# smoothed RTT, one count per segment such a connection receives (with its smoothed RTT then):
+# bucket k holds RTTs in [2^k, 2^(k+1)) microseconds, the last one everything from
+# 2^(RTT_BUCKETS - 1) up (8.4 s).
+RTT_BUCKETS = 24
+RTT_NAMES: tuple[str, ...] = tuple(f"rtt_{k:02d}" for k in range(RTT_BUCKETS))
+HEALTH_NAMES: tuple[str, ...] = ("tcp_retransmits", *RTT_NAMES)
+
+# Every cumulative counter the kernel side reports, as the sampler stores them.
+ALL_COUNTER_NAMES: tuple[str, ...] = COUNTER_NAMES + HEALTH_NAMES

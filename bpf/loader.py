@@ -2,7 +2,8 @@
 
     preflight("eth0")                      # PreflightError: one line, cause and fix
     with TrafficCounter("eth0") as tc:     # compiles once, attaches XDP or TC ingress (+ egress)
-        counts = tc.read()                 # {"rx_tcp_bytes": ..., ...}, since attach
+        counts = tc.read()                 # {"rx_tcp_bytes": ..., "tcp_retransmits": ...}
+                                           # (ALL_COUNTER_NAMES), since attach
 
 The loader installs no signal handlers: the caller detaches in a `finally`, which SIGINT reaches
 by KeyboardInterrupt and SIGTERM by whatever handler the caller installs.
@@ -16,10 +17,11 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 from bpf import attach
-from bpf.classes import COUNTER_NAMES, DEFAULT_APP_PORTS
+from bpf.classes import ALL_COUNTER_NAMES, DEFAULT_APP_PORTS
 from bpf.errors import PreflightError
 from bpf.iface_lock import CLSACT_NOTE, InterfaceLock
 from bpf.program import Program
+from bpf.tcp_health import TcpHealth
 
 __all__ = ["DEFAULT_APP_PORTS", "PreflightError", "Program", "TrafficCounter", "preflight"]
 
@@ -56,7 +58,8 @@ def preflight(iface: str) -> None:
 
 
 class TrafficCounter:
-    """Count an interface's traffic by class: ingress by native XDP or TC, egress by TC.
+    """Count an interface's traffic by class: ingress by native XDP or TC, egress by TC; and the
+    TCP health of its connections (bpf/tcp_health.py) by tracepoints.
 
     `mode` picks the ingress program: native (driver) XDP, skb (a TC ingress filter on the
     socket-buffer path), or auto (native XDP where it pays, else skb; see attach_native_xdp).
@@ -78,6 +81,7 @@ class TrafficCounter:
         self.egress = egress
         self.app_ports = {**DEFAULT_APP_PORTS, **{k: tuple(v) for k, v in app_ports.items()}}
         self._program: Program | None = None
+        self._health = TcpHealth(iface)
         self._lock = InterfaceLock(iface)
         self._ifindex = 0
         self._got_mode: str | None = None  # native or skb, set while attached
@@ -135,6 +139,7 @@ class TrafficCounter:
             self._release_qdisc()
         if self._owns_qdisc:
             self._lock.note(CLSACT_NOTE)
+        self._health.attach()
         log.info(
             "counting %s: ingress by %s, egress %s",
             self.iface,
@@ -144,13 +149,15 @@ class TrafficCounter:
         return "native" if self._native_xdp else "skb"
 
     def read(self) -> dict[str, int]:
-        """Cumulative counters since attach, summed over CPUs (all zero before the first attach)."""
+        """Cumulative counters since attach, summed over CPUs, keyed by ALL_COUNTER_NAMES (all
+        zero before the first attach)."""
         if self._program is None:
-            return dict.fromkeys(COUNTER_NAMES, 0)
-        return self._program.read()
+            return dict.fromkeys(ALL_COUNTER_NAMES, 0)
+        return {**self._program.read(), **self._health.read()}
 
     def detach(self) -> None:
         """Remove exactly what attach() added; idempotent, and never raises for a cleanup step."""
+        self._health.detach()
         for side, tc in self._filters.items():
             try:
                 attach.detach_tc(self.iface, self._ifindex, side, tc.prog_id)

@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, Strea
 from django.urls import URLPattern, path
 from django.utils import timezone
 
-from bpf.classes import COUNTER_NAMES
+from bpf.classes import ALL_COUNTER_NAMES
 from metrics.models import PEAKS, HourRollup, MinuteRollup, Rollup, Sample, SamplerRun
 from metrics.units import format_bps, format_bytes, format_duration
 
@@ -251,7 +251,7 @@ class SampleAdmin(CsvExportAdmin, ReadOnlyAdmin):
     list_select_related = ("run",)
     # COUNT(*) over months of one-second rows is slow and tells the reader little.
     show_full_result_count = False
-    csv_fields = ("start", "timestamp", "interface", "run", "elapsed", *COUNTER_NAMES)
+    csv_fields = ("start", "timestamp", "interface", "run", "elapsed", *ALL_COUNTER_NAMES)
 
     @admin.display(description="time (UTC)", ordering="timestamp")
     def time(self, sample: Sample) -> str:
@@ -306,7 +306,7 @@ class RollupAdmin(CsvExportAdmin, ReadOnlyAdmin):
         "interface",
         "seconds",
         "samples",
-        *COUNTER_NAMES,
+        *ALL_COUNTER_NAMES,
         *(column for column, _direction, _unit in PEAKS),
     )
 

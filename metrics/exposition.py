@@ -15,6 +15,9 @@ them, so rename nothing without a deprecation period.
     classes overlap (a DNS-over-UDP packet is ipv4, udp and dns), so never sum over ``class``.
     A sampler restart starts a new run from zero, which Prometheus' ``rate()`` and
     ``increase()`` treat as a counter reset.
+``netmetrics_tcp_retransmits_total{interface}`` (counter)
+    TCP segments retransmitted by connections of the interface's addresses, since the run
+    started (see the README's TCP health section for what counts).
 ``netmetrics_sampler_up{interface}`` (gauge)
     1 while the sampler is live (not stopped, and a sample newer than three intervals), else 0.
 ``netmetrics_last_sample_timestamp_seconds{interface}`` (gauge)
@@ -104,6 +107,11 @@ class SamplerRunCollector(Collector):
             "Unix time of the interface's newest sample.",
             labels=["interface"],
         )
+        retransmits = CounterMetricFamily(
+            "netmetrics_tcp_retransmits",
+            "TCP segments retransmitted by the interface's connections since the run started.",
+            labels=["interface"],
+        )
         started = GaugeMetricFamily(
             "netmetrics_sampler_start_time_seconds",
             "Unix time the sampler run started: the counters count from here.",
@@ -116,12 +124,14 @@ class SamplerRunCollector(Collector):
                     for cls in CLASSES:
                         value = getattr(run, counter_name(direction, cls, unit))
                         family.add_metric([iface, direction, cls], value)
+            retransmits.add_metric([iface], run.tcp_retransmits)
             up.add_metric([iface], 1 if run.is_running(now) else 0)
             last_sample.add_metric([iface], run.last_sample.timestamp.timestamp())
             egress = "true" if run.egress else "false"
             started.add_metric([iface, run.mode, egress, run.hostname], run.started_at.timestamp())
         yield families["packets"]
         yield families["bytes"]
+        yield retransmits
         yield up
         yield last_sample
         yield started

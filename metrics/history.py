@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db.models import ExpressionWrapper, F, FloatField
 
-from bpf.classes import CLASSES, counter_name
+from bpf.classes import CLASSES, RTT_NAMES, counter_name
 from metrics.models import HourRollup, MinuteRollup, Sample
+from metrics.rtt import percentile_us
 
 STEPS: dict[str, timedelta] = {
     "1s": timedelta(seconds=1),
@@ -29,6 +30,8 @@ AUTO_POINTS = 1500
 MAX_POINTS = 20000
 
 _PREFIXES = {cls: "" if cls == "total" else f"{cls}_" for cls in CLASSES}
+# Percentiles of each step's RTT histogram, computed in Python from its buckets.
+RTT_FIELDS = {"rtt_p50_us": 50, "rtt_p99_us": 99}
 FIELDS: tuple[str, ...] = (
     *(
         f"{prefix}{rate}"
@@ -37,6 +40,8 @@ FIELDS: tuple[str, ...] = (
     ),
     "peak_bandwidth_bps",
     "peak_packets_per_sec",
+    "tcp_retransmits",  # per second
+    *RTT_FIELDS,
 )
 # The headline series: what a history chart draws unless it asks for more.
 DEFAULT_FIELDS = ("bandwidth_bps", "packets_per_sec", "peak_bandwidth_bps", "peak_packets_per_sec")
@@ -100,6 +105,9 @@ def _rate_expressions(raw: bool, direction: str) -> dict[str, ExpressionWrapper 
         for cls, prefix in _PREFIXES.items()
         for rate_name, unit in units.items()
     }
+    expressions["tcp_retransmits"] = ExpressionWrapper(
+        F("tcp_retransmits") * 1.0 / seconds, output_field=DatabaseFloat()
+    )
     for field, column in _peak_columns(direction).items():
         expressions[field] = rate("total", units[field.removeprefix("peak_")]) if raw else F(column)
     return expressions
@@ -128,12 +136,22 @@ def history(
     model = TIER[step]
     raw = model is Sample
     every = _rate_expressions(raw, direction)
-    expressions = {name: every[name] for name in wanted}
+    expressions = {name: every[name] for name in wanted if name not in RTT_FIELDS}
+    rtt_wanted = [name for name in wanted if name in RTT_FIELDS]
     rows = model.objects.filter(
         interface=interface, start__gte=datetime.fromtimestamp(first, UTC), start__lt=until
-    ).values_list("start", "elapsed" if raw else "seconds", *expressions.values())
-    columns = [series[name] for name in expressions]
+    ).values_list(
+        "start",
+        "elapsed" if raw else "seconds",
+        *expressions.values(),
+        *(RTT_NAMES if rtt_wanted else ()),
+    )
+    columns = [series[name] for name in (*expressions, *rtt_wanted)]
     for start, seconds, *values in rows:
+        if rtt_wanted:
+            histogram = values[len(expressions) :]
+            values = values[: len(expressions)]
+            values += [percentile_us(histogram, RTT_FIELDS[name]) for name in rtt_wanted]
         # A late tick's sample covers more than one second: each of them gets its rate.
         span = max(1, round(seconds)) if raw else 1
         index = (int(start.timestamp()) - first) // length

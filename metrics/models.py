@@ -18,7 +18,7 @@ from django.db import models, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 
-from bpf.classes import COUNTER_NAMES
+from bpf.classes import ALL_COUNTER_NAMES
 
 
 class CounterColumns(models.Model):
@@ -26,7 +26,7 @@ class CounterColumns(models.Model):
         abstract = True
 
     def counters(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNTER_NAMES}
+        return {name: getattr(self, name) for name in ALL_COUNTER_NAMES}
 
     def total_bytes(self) -> int:
         return self.rx_total_bytes + self.tx_total_bytes
@@ -35,7 +35,7 @@ class CounterColumns(models.Model):
         return self.rx_total_packets + self.tx_total_packets
 
 
-for _name in COUNTER_NAMES:
+for _name in ALL_COUNTER_NAMES:
     CounterColumns.add_to_class(_name, models.BigIntegerField(default=0))
 
 
@@ -98,7 +98,7 @@ class SamplerRun(CounterColumns):
         write commits: after a failed write (database locked, disk full) the next call covers the
         whole gap, so no count is lost or counted twice.
         """
-        delta = {name: counters[name] - getattr(self, name) for name in COUNTER_NAMES}
+        delta = {name: counters[name] - getattr(self, name) for name in ALL_COUNTER_NAMES}
         with transaction.atomic():
             sample = Sample.objects.create(
                 run=self,
@@ -111,7 +111,7 @@ class SamplerRun(CounterColumns):
             for tier in ROLLUP_TIERS:
                 tier.objects.add(sample)
             changes = {
-                **{name: counters[name] for name in COUNTER_NAMES},
+                **{name: counters[name] for name in ALL_COUNTER_NAMES},
                 "last_sample": sample,
                 "measured_seconds": self.measured_seconds + elapsed,
                 "peak_bandwidth_bps": max(
@@ -186,7 +186,7 @@ class RollupQuerySet(models.QuerySet):
         start = self.model.bucket_start(sample.start)
         peaks = peak_values(sample.counters(), sample.elapsed)
         updated = self.filter(interface=sample.interface, start=start).update(
-            **{name: F(name) + getattr(sample, name) for name in COUNTER_NAMES},
+            **{name: F(name) + getattr(sample, name) for name in ALL_COUNTER_NAMES},
             seconds=F("seconds") + sample.elapsed,
             samples=F("samples") + 1,
             **{column: Greatest(column, value) for column, value in peaks.items()},
@@ -224,7 +224,7 @@ class Rollup(CounterColumns):
 
     def add(self, sample: Sample) -> None:
         """Add a sample in memory: how bulk fills and rebuilds build buckets."""
-        for name in COUNTER_NAMES:
+        for name in ALL_COUNTER_NAMES:
             setattr(self, name, getattr(self, name) + getattr(sample, name))
         self.seconds += sample.elapsed
         self.samples += 1

@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from django.db import DatabaseError
 from django.utils import timezone
 
-from bpf.classes import COUNTER_NAMES
+from bpf.classes import ALL_COUNTER_NAMES
 from metrics.api.serializers import RealtimeSerializer
 from metrics.models import SamplerRun
 from metrics.snapshot import Snapshot
@@ -104,7 +104,7 @@ class SampleRelay:
                         sample_message(Snapshot(sample, dict(counters), run.egress, running)),
                     )
                 )
-                for name in COUNTER_NAMES:
+                for name in ALL_COUNTER_NAMES:
                     counters[name] -= getattr(sample, name)
             self.seen[run.pk] = run.last_sample_id
         return [message for _, message in sorted(out, key=lambda item: item[0])]

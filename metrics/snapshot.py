@@ -9,6 +9,7 @@ from functools import cached_property
 
 from bpf.classes import CLASSES, counter_name
 from metrics.models import Sample, SamplerRun
+from metrics.rtt import percentile_us, rtt_histogram
 
 # "total" is the direction's own bandwidth_bps/packets_per_sec; the rest get a class prefix.
 _CLASS_PREFIXES = {cls: "" if cls == "total" else f"{cls}_" for cls in CLASSES}
@@ -72,11 +73,29 @@ class Snapshot:
         return rates(self.sample, ("tx",)) if self.egress else None
 
     @cached_property
-    def totals(self) -> dict[str, dict[str, int] | None]:
+    def totals(self) -> dict[str, dict[str, int] | int | None]:
         return {
             "rx": totals(self.counters, "rx"),
             "tx": totals(self.counters, "tx") if self.egress else None,
+            "tcp_retransmits": self.counters["tcp_retransmits"],
         }
+
+    @property
+    def tcp_retransmits(self) -> float:
+        """Retransmitted segments per second over the sample's interval."""
+        return self.sample.tcp_retransmits / self.sample.elapsed
+
+    @cached_property
+    def _rtt(self) -> list[int]:
+        return rtt_histogram(self.sample.counters())
+
+    @property
+    def rtt_p50_us(self) -> float | None:
+        return percentile_us(self._rtt, 50)
+
+    @property
+    def rtt_p99_us(self) -> float | None:
+        return percentile_us(self._rtt, 99)
 
     @property
     def total_packets(self) -> int:

@@ -14,15 +14,19 @@ from datetime import UTC, datetime, timedelta
 
 from django.db.models import F, Max, Model, Sum
 
-from bpf.classes import DIRECTIONS, counter_name
+from bpf.classes import DIRECTIONS, HEALTH_NAMES, counter_name
 from metrics.models import SAMPLE_BANDWIDTH_BPS, HourRollup, MinuteRollup, Sample, SamplerRun
+from metrics.rtt import percentile_us, rtt_histogram
 
 PERCENTAGE_CLASSES = ("tcp", "http", "https")
-SUMMED = tuple(
-    counter_name(d, c, u)
-    for d in DIRECTIONS
-    for c, u in [("total", "packets"), ("total", "bytes")]
-    + [(c, "bytes") for c in PERCENTAGE_CLASSES]
+SUMMED = (
+    *(
+        counter_name(d, c, u)
+        for d in DIRECTIONS
+        for c, u in [("total", "packets"), ("total", "bytes")]
+        + [(c, "bytes") for c in PERCENTAGE_CLASSES]
+    ),
+    *HEALTH_NAMES,
 )
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -37,6 +41,8 @@ class Summary:
     total_packets: int
     total_bytes: int
     class_bytes: dict[str, int]
+    tcp_retransmits: int
+    rtt: list[int]
 
     @property
     def avg_bandwidth_bps(self) -> float:
@@ -57,6 +63,14 @@ class Summary:
     def https_percentage(self) -> float:
         return self.percentage("https")
 
+    @property
+    def rtt_p50_us(self) -> float | None:
+        return percentile_us(self.rtt, 50)
+
+    @property
+    def rtt_p99_us(self) -> float | None:
+        return percentile_us(self.rtt, 99)
+
     @classmethod
     def of(
         cls, interface: str, window: str, uptime: float, seconds: float, peak: float, sums: dict
@@ -73,6 +87,8 @@ class Summary:
             total_packets=both("total", "packets"),
             total_bytes=both("total", "bytes"),
             class_bytes={c: both(c, "bytes") for c in PERCENTAGE_CLASSES},
+            tcp_retransmits=sums["tcp_retransmits"] or 0,
+            rtt=rtt_histogram(sums),
         )
 
 

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from bpf.classes import COUNTER_NAMES
+from bpf.classes import ALL_COUNTER_NAMES
 from metrics.models import SamplerRun
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
@@ -10,9 +10,9 @@ T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
 def counters(**values: int) -> dict[str, int]:
     """Cumulative kernel counters: zero but for the given ones."""
-    unknown = set(values) - set(COUNTER_NAMES)
+    unknown = set(values) - set(ALL_COUNTER_NAMES)
     assert not unknown, unknown
-    return {name: values.get(name, 0) for name in COUNTER_NAMES}
+    return {name: values.get(name, 0) for name in ALL_COUNTER_NAMES}
 
 
 def start_run(

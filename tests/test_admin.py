@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient, Client
 
-from bpf.classes import COUNTER_NAMES
+from bpf.classes import ALL_COUNTER_NAMES
 from metrics.models import PEAKS, HourRollup, MinuteRollup, Sample, SamplerRun
 from metrics.units import format_duration
 from tests.samples import T0, at, counters, start_run
@@ -158,7 +158,7 @@ def test_export_link_carries_the_lists_query(admin_client: Client, history) -> N
 def test_sample_export_is_exactly_the_filtered_list(admin_client: Client, history) -> None:
     first = history["eth0"]
     exported = read_csv(admin_client.get(f"{SAMPLES}export.csv?interface=eth0&run={first.pk}&p=9"))
-    header = ["start", "timestamp", "interface", "run", "elapsed", *COUNTER_NAMES]
+    header = ["start", "timestamp", "interface", "run", "elapsed", *ALL_COUNTER_NAMES]
     assert list(exported[0]) == header
     assert [(r["timestamp"], r["run"]) for r in exported] == [
         ("2026-11-27T12:00:02+00:00", str(first.pk)),
@@ -173,7 +173,14 @@ def test_sample_export_is_exactly_the_filtered_list(admin_client: Client, histor
 def test_rollup_export_has_seconds_and_peaks(admin_client: Client, history, url, model) -> None:
     exported = read_csv(admin_client.get(url + "export.csv?interface=eth0&o=1"))  # oldest first
     peaks = [column for column, _direction, _unit in PEAKS]
-    assert list(exported[0]) == ["start", "interface", "seconds", "samples", *COUNTER_NAMES, *peaks]
+    assert list(exported[0]) == [
+        "start",
+        "interface",
+        "seconds",
+        "samples",
+        *ALL_COUNTER_NAMES,
+        *peaks,
+    ]
     expected = model.objects.filter(interface="eth0").order_by("start")
     assert [r["start"] for r in exported] == [b.start.isoformat() for b in expected]
     assert exported[0]["peak_bandwidth_bps"] == "10000000.0"

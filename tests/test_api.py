@@ -179,3 +179,23 @@ def test_summary_window_excludes_older_samples(api) -> None:
 def test_summary_bad_window_is_400_naming_the_parameter(api, two_samples, window: str) -> None:
     body = api(f"/api/stats/summary?window={window}", status=400)
     assert list(body) == ["window"]
+
+
+def test_tcp_health_in_realtime_and_summary(api) -> None:
+    """RTT updates in log2 buckets: 3 in [64, 128) us and 1 in [1024, 2048) us, then 2 more."""
+    run = start_run()
+    run.record(counters(tcp_retransmits=4, rtt_06=3, rtt_10=1), at(1), 1.0)
+    run.record(counters(tcp_retransmits=10, rtt_06=3, rtt_10=3), at(3), 2.0)
+    body = api("/api/metrics/realtime")
+    assert body["tcp_retransmits"] == 3.0  # 6 in 2 s
+    assert (body["rtt_p50_us"], body["rtt_p99_us"]) == (2048.0, 2048.0)  # only the 2 slow ones
+    assert body["totals"]["tcp_retransmits"] == 10
+    summary = api("/api/stats/summary")
+    assert summary["tcp_retransmits"] == 10
+    assert (summary["rtt_p50_us"], summary["rtt_p99_us"]) == (128.0, 2048.0)  # 3 fast, 3 slow
+    assert api("/api/stats/summary?window=all")["rtt_p50_us"] == 128.0
+
+
+def test_no_rtt_updates_is_null(api, two_samples) -> None:
+    body = api("/api/metrics/realtime")
+    assert body["rtt_p50_us"] is None and body["tcp_retransmits"] == 0

@@ -39,7 +39,7 @@ WRITER = r"""
 import json, math, os, sys
 from datetime import timedelta
 from django.utils import timezone
-from bpf.classes import COUNTER_NAMES
+from bpf.classes import ALL_COUNTER_NAMES
 from metrics.models import SamplerRun
 
 runs, totals = {}, {}
@@ -85,7 +85,7 @@ for line in sys.stdin:
                 egress=cmd.get("egress", True), interval=1.0, pid=os.getpid(),
                 started_at=now - timedelta(seconds=cmd.get("ago", 0)),
             )
-            totals[key] = {name: 0 for name in COUNTER_NAMES}
+            totals[key] = {name: 0 for name in ALL_COUNTER_NAMES}
         elif op == "add":
             write(cmd["key"], cmd["delta"], now - timedelta(seconds=cmd.get("ago", 0)),
                   cmd.get("elapsed", 1.0))

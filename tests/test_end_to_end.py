@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from bpf import libbpf
-from bpf.classes import DEFAULT_APP_PORTS
+from bpf.classes import DEFAULT_APP_PORTS, RTT_NAMES
 from bpf.program import Program
 from tests.netns import VethPair, sh, veth_pair
 from tests.processes import ROOT, Managed, db_rows, migrated_env, wait_for
@@ -275,14 +275,16 @@ s.sendall(b"b" * int(sys.argv[3]))
 s.shutdown(socket.SHUT_WR)
 assert s.recv(1) == b""  # the receiver read everything and closed
 info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
-print(struct.unpack_from("I", info, 136)[0], struct.unpack_from("Q", info, 200)[0])
+print(*struct.unpack_from("I", info, 136), *struct.unpack_from("Q", info, 200),
+      *struct.unpack_from("I", info, 100))
 """
 
 
-def bulk_transfer(pair: VethPair) -> tuple[int, int, int]:
+def bulk_transfer(pair: VethPair) -> tuple[int, int, int, int]:
     """BULK_BYTES over one TCP connection from the namespace to the host end.
 
-    Returns the bytes received, and the sender's segments and payload bytes sent.
+    Returns the bytes received, and the sender's segments, payload bytes and segments
+    retransmitted (tcpi_total_retrans, offset 100).
     """
     received = 0
 
@@ -307,8 +309,8 @@ def bulk_transfer(pair: VethPair) -> tuple[int, int, int]:
             text=True,
         )
         receiver.join(30)
-    segs_out, bytes_sent = map(int, sender.stdout.split())
-    return received, segs_out, bytes_sent
+    segs_out, bytes_sent, retransmitted = map(int, sender.stdout.split())
+    return received, segs_out, bytes_sent, retransmitted
 
 
 @pytest.mark.parametrize("mode", ["native", "skb"])
@@ -318,7 +320,7 @@ def test_gso_aggregates_count_as_their_wire_packets(pair, env, tmp_path, mode) -
     sampler = start_sampler(env, pair, tmp_path / "bulk.log", "--mode", mode)
     try:
         before = pair.host_counters()
-        received, segs_out, bytes_sent = bulk_transfer(pair)
+        received, segs_out, bytes_sent, retransmitted = bulk_transfer(pair)
     finally:
         assert sampler.stop() == 0, sampler.output()
     after = pair.host_counters()
@@ -334,6 +336,8 @@ def test_gso_aggregates_count_as_their_wire_packets(pair, env, tmp_path, mode) -
         "tx_fin_packets",
         "rx_rst_packets",
         "tx_rst_packets",
+        "tcp_retransmits",
+        *RTT_NAMES,
     )
     row = db_rows(
         env, f"SELECT {', '.join(names)} FROM metrics_samplerrun WHERE id = ?", run_id(env, sampler)
@@ -350,6 +354,11 @@ def test_gso_aggregates_count_as_their_wire_packets(pair, env, tmp_path, mode) -
     assert (counted["rx_syn_packets"], counted["tx_synack_packets"]) == (1, 1), counted
     assert counted["rx_fin_packets"] >= 1 and counted["tx_fin_packets"] == 1, counted
     assert counted["rx_rst_packets"] == counted["tx_rst_packets"] == 0, counted
+    # TCP health: the host end's own connection (the receiver) retransmits nothing; the
+    # sender is in the namespace, whose address is not the interface's. Its ACKs carry RTT
+    # updates: every received segment of the receiver's connection, at veth speed.
+    assert counted["tcp_retransmits"] == 0, (counted, retransmitted)
+    assert sum(counted[name] for name in RTT_NAMES) > 0, counted
     # veth counts what it hands over: single frames under native XDP (which turns the sender's
     # GSO off), aggregates otherwise; so the skb mode really had aggregates to count.
     handed_over = after["rx_packets"] - before["rx_packets"]

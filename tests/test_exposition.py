@@ -78,7 +78,7 @@ def test_latest_run_per_interface_with_exact_values(client: Client) -> None:
         "tx_dns_bytes": 700,
         "tx_dns_packets": 7,
     }
-    eth0.record(counters(**eth0_counts), at(3), 2.0)
+    eth0.record(counters(**eth0_counts, tcp_retransmits=5), at(3), 2.0)
     # wlan0: skb mode, egress not measured: no tx series at all.
     wlan0 = start_run("wlan0", egress=False, started_at=T0 + timedelta(seconds=10))
     wlan0.mode = "skb"
@@ -94,6 +94,8 @@ def test_latest_run_per_interface_with_exact_values(client: Client) -> None:
     expected: Series = {
         **counter_series("eth0", ("rx", "tx"), **eth0_counts),
         **counter_series("wlan0", ("rx",), **wlan0_counts, rx_ipv6_packets=4),
+        key("netmetrics_tcp_retransmits_total", interface="eth0"): 5.0,
+        key("netmetrics_tcp_retransmits_total", interface="wlan0"): 0.0,
         key("netmetrics_sampler_up", interface="eth0"): 0.0,  # samples from 2026-11-27
         key("netmetrics_sampler_up", interface="wlan0"): 0.0,
         key("netmetrics_last_sample_timestamp_seconds", interface="eth0"): at(3).timestamp(),
@@ -166,6 +168,7 @@ def test_empty_database_is_a_valid_exposition_without_series(client: Client) -> 
     assert families == {
         "netmetrics_packets",
         "netmetrics_bytes",
+        "netmetrics_tcp_retransmits",
         "netmetrics_sampler_up",
         "netmetrics_last_sample_timestamp_seconds",
         "netmetrics_sampler_start_time_seconds",

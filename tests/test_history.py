@@ -138,6 +138,32 @@ def test_history_per_second_spreads_a_late_tick(client: Client) -> None:
     assert tx["series"]["bandwidth_bps"] == [0.0, 0.0]
 
 
+def test_history_tcp_health(client: Client) -> None:
+    run = start_run()
+    run.record(counters(tcp_retransmits=2, rtt_04=9, rtt_12=1), at(1), 1.0)
+    run.record(counters(tcp_retransmits=2, rtt_04=9, rtt_12=1), at(2), 1.0)  # no change: no RTT
+    body = history(
+        client,
+        since="2026-11-27T12:00:00Z",
+        until="2026-11-27T12:00:02Z",
+        step="1s",
+        fields="tcp_retransmits,rtt_p50_us,rtt_p99_us",
+    ).json()
+    assert body["series"] == {
+        "tcp_retransmits": [2.0, 0.0],
+        "rtt_p50_us": [32.0, None],
+        "rtt_p99_us": [8192.0, None],
+    }
+    minute = history(
+        client,
+        since="2026-11-27T12:00:00Z",
+        until="2026-11-27T12:01:00Z",
+        step="1m",
+        fields="tcp_retransmits,rtt_p50_us",
+    ).json()
+    assert minute["series"] == {"tcp_retransmits": [1.0], "rtt_p50_us": [32.0]}
+
+
 def test_history_csv(client: Client) -> None:
     run = start_run()
     record(run, [0, 120])

@@ -46,6 +46,16 @@ DirectionTotalsSerializer = type(
 class TotalsSerializer(serializers.Serializer):
     rx = DirectionTotalsSerializer()
     tx = DirectionTotalsSerializer(allow_null=True)
+    tcp_retransmits = serializers.IntegerField()
+
+
+def _rtt_field(q: int, over: str) -> serializers.FloatField:
+    return serializers.FloatField(
+        allow_null=True,
+        help_text=f"p{q} of the smoothed RTT of the interface's TCP connections {over}, in "
+        "microseconds, to a factor of two (the upper edge of its log2 bucket); null without "
+        "RTT updates",
+    )
 
 
 class RealtimeSerializer(serializers.Serializer):
@@ -64,6 +74,11 @@ class RealtimeSerializer(serializers.Serializer):
     https_packets_per_sec = serializers.FloatField(source="both.https_packets_per_sec")
     total_packets = serializers.IntegerField()
     total_bytes = serializers.IntegerField()
+    tcp_retransmits = serializers.FloatField(
+        help_text="TCP segments retransmitted per second over the latest interval"
+    )
+    rtt_p50_us = _rtt_field(50, "over the latest interval")
+    rtt_p99_us = _rtt_field(99, "over the latest interval")
     rx = RatesSerializer()
     tx = RatesSerializer(allow_null=True)
     totals = TotalsSerializer()
@@ -80,6 +95,9 @@ class SummarySerializer(serializers.Serializer):
     tcp_percentage = serializers.FloatField()
     http_percentage = serializers.FloatField()
     https_percentage = serializers.FloatField()
+    tcp_retransmits = serializers.IntegerField(help_text="TCP segments retransmitted")
+    rtt_p50_us = _rtt_field(50, "over the run or window")
+    rtt_p99_us = _rtt_field(99, "over the run or window")
 
 
 def known_interfaces() -> list[str]:

@@ -56,6 +56,8 @@
     count: (v) => nfCount.format(v),
     bytes: (v) => scaled(v, 1024, ['B', 'KiB', 'MiB', 'GiB', 'TiB']),
     pct: (v) => v.toFixed(1) + '%',
+    // RTTs arrive as the upper edge of a log2 bucket: "at most" this long.
+    us: (v) => (v >= 1000 ? '≤ ' + (v / 1000).toFixed(v >= 10000 ? 0 : 1) + ' ms' : '≤ ' + Math.round(v) + ' µs'),
     duration,
   };
 

@@ -1,0 +1,201 @@
+"""TCP health of an interface's connections: retransmitted segments and a log2 histogram of RTT.
+
+    with TcpHealth("eth0") as health:     # compiles bpf/tcp_health.c once, attaches tracepoints
+        health.read()                     # {"tcp_retransmits": 3, "rtt_00": 0, ...} since attach
+
+A connection is the interface's when its local address is one of the interface's (see
+tcp_health.c for why by address). The tracepoints are attached through perf event file
+descriptors of this process, so they go away with it, even on SIGKILL: nothing is left behind.
+"""
+
+import ctypes
+import ipaddress
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from bpf.classes import HEALTH_NAMES, RTT_BUCKETS, RTT_NAMES
+from bpf.errors import PreflightError
+
+SOURCE = Path(__file__).with_name("tcp_health.c")
+TRACEFS = Path("/sys/kernel/tracing")
+TRACEPOINTS = ("tcp_retransmit_skb", "tcp_probe")
+# How often read() looks the interface's addresses up again: an address added later counts
+# from then on, at the cost of one `ip addr` run per period.
+ADDRESS_REFRESH_SECONDS = 10.0
+
+log = logging.getLogger("netmetrics.bpf")
+
+
+class _AddrKey(ctypes.Structure):
+    _fields_ = [("addr", ctypes.c_uint8 * 16)]
+
+
+def _mount_tracefs() -> None:
+    """BCC reads tracepoint formats and ids from tracefs, which a minimal system may not mount."""
+    if (TRACEFS / "events").is_dir():
+        return
+    result = subprocess.run(
+        ["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True, text=True
+    )
+    if result.returncode != 0 or not (TRACEFS / "events").is_dir():
+        raise PreflightError(
+            f"tracefs is not mounted and mounting it failed ({result.stderr.strip()}): "
+            f"mount -t tracefs nodev {TRACEFS}"
+        )
+
+
+def _cflags() -> list[str]:
+    """RTT_BUCKETS, and RETRANSMIT_HAS_ERR where tcp_retransmit_skb also reports failures."""
+    for name in TRACEPOINTS:
+        if not (TRACEFS / "events" / "tcp" / name).is_dir():
+            raise PreflightError(
+                f"this kernel has no tcp:{name} tracepoint (Linux 4.16 or later has it, with "
+                "CONFIG_TRACEPOINTS): TCP health cannot be measured"
+            )
+    flags = [f"-DRTT_BUCKETS={RTT_BUCKETS}"]
+    retransmit_format = TRACEFS / "events" / "tcp" / "tcp_retransmit_skb" / "format"
+    if " err;" in retransmit_format.read_text():
+        flags.append("-DRETRANSMIT_HAS_ERR")
+    return flags
+
+
+def interface_addresses(iface: str) -> set[bytes]:
+    """The interface's IPv4 and IPv6 addresses as 16 bytes each, IPv4 v4-mapped (as in the C)."""
+    result = subprocess.run(
+        ["ip", "-j", "addr", "show", "dev", iface], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise PreflightError(f"cannot list the addresses of {iface}: {result.stderr.strip()}")
+    addresses = set()
+    for link in json.loads(result.stdout or "[]"):
+        for info in link.get("addr_info", []):
+            address = ipaddress.ip_address(info["local"])
+            if isinstance(address, ipaddress.IPv4Address):
+                address = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + address.packed)
+            addresses.add(address.packed)
+    return addresses
+
+
+class TcpHealth:
+    """Count retransmitted segments and RTT updates of connections of `iface`'s addresses."""
+
+    def __init__(self, iface: str) -> None:
+        self.iface = iface
+        self._bpf: Any = None  # bcc.BPF (untyped), compiled on the first attach
+        self._attached = False
+        self._addresses: set[bytes] = set()
+        self._addresses_at = 0.0  # time.monotonic() of the last address refresh
+
+    def attach(self) -> None:
+        """Compile once, zero the counters, fill the address table and attach both tracepoints.
+
+        BCC attaches a TRACEPOINT_PROBE as it loads it, so the first attach finds them attached
+        (counting nothing yet: the address table is empty); a later one attaches them again.
+        """
+        if self._attached:
+            return
+        _mount_tracefs()
+        if self._bpf is None:
+            self._bpf = self._compile()
+        for name in ("retransmits", "rtt_hist"):
+            self._bpf[name.encode()].clear()  # a per-CPU array's clear() zeroes every slot
+        try:
+            self._addresses = set()
+            self._refresh_addresses()
+            for name in TRACEPOINTS:
+                if _tp(name) not in self._bpf.tracepoint_fds:
+                    self._bpf.attach_tracepoint(tp=_tp(name), fn_name=_fn(name))
+        except PreflightError:
+            self.detach()
+            raise
+        except Exception as exc:  # BCC raises bare Exception when perf_event_open fails
+            self.detach()
+            raise PreflightError(f"cannot attach the TCP tracepoints: {exc}") from None
+        self._attached = True
+
+    def _compile(self) -> Any:
+        """bcc.BPF of tcp_health.c; BCC is imported here, as it may be missing."""
+        try:
+            from bcc import BPF
+        except ImportError:
+            raise PreflightError(
+                "BCC's Python bindings are missing: apt-get install python3-bpfcc (or make setup)"
+            ) from None
+        cflags = _cflags()
+        try:
+            return BPF(src_file=str(SOURCE).encode(), cflags=cflags)
+        except Exception as exc:  # BCC raises bare Exception for compile and load errors
+            first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            raise PreflightError(
+                f"cannot compile or load {SOURCE.name} ({first_line}); check that the kernel "
+                "headers match the running kernel (make setup)"
+            ) from None
+
+    def _refresh_addresses(self) -> None:
+        """Make local_addrs exactly the interface's current addresses."""
+        assert self._bpf is not None
+        table = self._bpf[b"local_addrs"]
+        current = interface_addresses(self.iface)
+        for packed in self._addresses - current:
+            table.pop(_AddrKey((ctypes.c_uint8 * 16)(*packed)), None)
+        for packed in current - self._addresses:
+            table[_AddrKey((ctypes.c_uint8 * 16)(*packed))] = ctypes.c_uint8(1)
+        self._addresses = current
+        self._addresses_at = time.monotonic()
+
+    def read(self) -> dict[str, int]:
+        """Cumulative counts since attach, summed over CPUs, keyed by HEALTH_NAMES."""
+        counts = dict.fromkeys(HEALTH_NAMES, 0)
+        if self._bpf is None:
+            return counts
+        if self._attached and time.monotonic() - self._addresses_at >= ADDRESS_REFRESH_SECONDS:
+            try:
+                self._refresh_addresses()
+            except PreflightError as exc:  # e.g. the interface went away: keep counting
+                log.warning("%s", exc)
+                self._addresses_at = time.monotonic()
+        counts["tcp_retransmits"] = sum(self._bpf[b"retransmits"][ctypes.c_int(0)])
+        hist = self._bpf[b"rtt_hist"]
+        for bucket, name in enumerate(RTT_NAMES):
+            counts[name] = sum(hist[ctypes.c_int(bucket)])
+        return counts
+
+    def detach(self) -> None:
+        """Detach both tracepoints; idempotent, and never raises (it runs in cleanup paths). The
+        counters stay readable until the next attach."""
+        if self._bpf is not None:
+            for name in TRACEPOINTS:
+                if _tp(name) not in self._bpf.tracepoint_fds:
+                    continue
+                try:
+                    self._bpf.detach_tracepoint(_tp(name))
+                except Exception as exc:  # BCC raises bare Exception when close() fails
+                    log.error("could not detach tcp:%s: %s", name, exc)
+        self._attached = False
+
+    def __enter__(self) -> "TcpHealth":
+        self.attach()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()
+
+
+def _tp(tracepoint: str) -> bytes:
+    """BCC's name of a tcp tracepoint, as in its tracepoint_fds."""
+    return f"tcp:{tracepoint}".encode()
+
+
+def _fn(tracepoint: str) -> bytes:
+    """The function name BCC gives TRACEPOINT_PROBE(tcp, name)."""
+    return f"tracepoint__tcp__{tracepoint}".encode()
