@@ -68,6 +68,8 @@ RX_SHARES = {
     "http": (0.04, 0.03),
     "https": (0.72, 0.62),
     "dns": (0.006, 0.05),
+    "syn": (0.0003, 0.003),
+    "fin": (0.0003, 0.003),
 }
 TX_SHARES = {
     "ipv4": (0.76, 0.75),
@@ -79,7 +81,12 @@ TX_SHARES = {
     "http": (0.03, 0.03),
     "https": (0.65, 0.66),
     "dns": (0.02, 0.06),
+    "synack": (0.002, 0.003),
+    "fin": (0.002, 0.003),
+    "rst": (0.0002, 0.0005),
 }
+# Where the received TCP segments' smoothed RTTs fall: mostly 0.5 to 4 ms.
+RTT_SHARES = {"rtt_09": 0.3, "rtt_10": 0.45, "rtt_11": 0.2, "rtt_13": 0.05}
 
 
 class LightSample:
@@ -131,7 +138,7 @@ class Traffic:
             bps += self.burst_bps
         rx_bytes = int(bps * elapsed / 8)
         tx_bytes = int(rx_bytes * rng.uniform(0.08, 0.2))
-        values: dict[str, float] = {}
+        values: dict[str, float] = dict.fromkeys(ALL_COUNTER_NAMES, 0)
         for direction, octets, size, shares in (
             ("rx", rx_bytes, 1100, RX_SHARES),
             ("tx", tx_bytes, 180, TX_SHARES),
@@ -142,6 +149,9 @@ class Traffic:
             for cls, (byte_share, packet_share) in shares.items():
                 values[f"{direction}_{cls}_packets"] = int(packets * packet_share)
                 values[f"{direction}_{cls}_bytes"] = int(octets * byte_share)
+        for name, share in RTT_SHARES.items():
+            values[name] = int(values["rx_tcp_packets"] * share)
+        values["tcp_retransmits"] = rng.randint(1, 6) if rng.random() < 0.03 else 0
         values["elapsed"] = elapsed
         values["start"] = start
         return values
