@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from bpf.classes import APP_PROTOCOLS, CLASSES, COUNTER_NAMES, DIRECTIONS, counter_name
-from bpf.errors import PreflightError
+from bpf.errors import bcc_bpf, loading
 
 SOURCE = Path(__file__).with_name("netmetrics.c")
 # The entry points, and the programs' names in the kernel (which keeps 15 characters: these fit)
@@ -50,13 +50,8 @@ class Program:
     """
 
     def __init__(self, app_ports: Mapping[str, Iterable[int]]) -> None:
-        try:
-            from bcc import BPF
-        except ImportError:
-            raise PreflightError(
-                "BCC's Python bindings are missing: apt-get install python3-bpfcc (or make setup)"
-            ) from None
-        try:
+        BPF = bcc_bpf()
+        with loading(SOURCE):
             self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=_cflags())
             self.xdp_fd: int = self._bpf.load_func(XDP_FUNCTION.encode(), BPF.XDP).fd
             # TC program fds by side: ingress (skb mode) and egress.
@@ -64,12 +59,6 @@ class Program:
                 side: self._bpf.load_func(name.encode(), BPF.SCHED_CLS).fd
                 for side, name in TC_FUNCTIONS.items()
             }
-        except Exception as exc:  # BCC raises bare Exception for compile and load errors
-            first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-            raise PreflightError(
-                f"cannot compile or load {SOURCE.name} ({first_line}); check that the kernel "
-                "headers match the running kernel (make setup)"
-            ) from None
         self._counters = self._bpf[b"counters"]
         self._ports = self._bpf[b"app_ports"]
         self._port_masks: dict[int, int] = {}

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from bpf.classes import HEALTH_NAMES, RTT_BUCKETS, RTT_NAMES
-from bpf.errors import PreflightError
+from bpf.errors import PreflightError, bcc_bpf, loading
 
 SOURCE = Path(__file__).with_name("tcp_health.c")
 TRACEFS = Path("/sys/kernel/tracing")
@@ -120,21 +120,10 @@ class TcpHealth:
 
     def _compile(self) -> Any:
         """bcc.BPF of tcp_health.c; BCC is imported here, as it may be missing."""
-        try:
-            from bcc import BPF
-        except ImportError:
-            raise PreflightError(
-                "BCC's Python bindings are missing: apt-get install python3-bpfcc (or make setup)"
-            ) from None
+        BPF = bcc_bpf()
         cflags = _cflags()
-        try:
+        with loading(SOURCE):
             return BPF(src_file=str(SOURCE).encode(), cflags=cflags)
-        except Exception as exc:  # BCC raises bare Exception for compile and load errors
-            first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-            raise PreflightError(
-                f"cannot compile or load {SOURCE.name} ({first_line}); check that the kernel "
-                "headers match the running kernel (make setup)"
-            ) from None
 
     def _refresh_addresses(self) -> None:
         """Make local_addrs exactly the interface's current addresses."""
