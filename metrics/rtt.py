@@ -25,3 +25,17 @@ def percentile_us(histogram: Sequence[int], q: float) -> float | None:
         if seen >= rank and count:
             return float(2 ** (k + 1))
     return float(2 ** len(histogram))
+
+
+class RttPercentiles:
+    """rtt_p50_us and rtt_p99_us of an `rtt` histogram, for the answers that serve them."""
+
+    rtt: Sequence[int]
+
+    @property
+    def rtt_p50_us(self) -> float | None:
+        return percentile_us(self.rtt, 50)
+
+    @property
+    def rtt_p99_us(self) -> float | None:
+        return percentile_us(self.rtt, 99)

@@ -9,7 +9,7 @@ from functools import cached_property
 
 from bpf.classes import CLASSES, counter_name
 from metrics.models import Sample, SamplerRun
-from metrics.rtt import percentile_us, rtt_histogram
+from metrics.rtt import RttPercentiles, rtt_histogram
 
 # "total" is the direction's own bandwidth_bps/packets_per_sec; the rest get a class prefix.
 _CLASS_PREFIXES = {cls: "" if cls == "total" else f"{cls}_" for cls in CLASSES}
@@ -35,7 +35,7 @@ def totals(counters: Mapping[str, int], direction: str) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(RttPercentiles):
     """A sample with its run's cumulative counters as they were when it was written."""
 
     sample: Sample
@@ -86,16 +86,8 @@ class Snapshot:
         return self.sample.tcp_retransmits / self.sample.elapsed
 
     @cached_property
-    def _rtt(self) -> list[int]:
+    def rtt(self) -> list[int]:
         return rtt_histogram(self.sample.counters())
-
-    @property
-    def rtt_p50_us(self) -> float | None:
-        return percentile_us(self._rtt, 50)
-
-    @property
-    def rtt_p99_us(self) -> float | None:
-        return percentile_us(self._rtt, 99)
 
     @property
     def total_packets(self) -> int:

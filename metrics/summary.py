@@ -16,7 +16,7 @@ from django.db.models import F, Max, Model, Sum
 
 from bpf.classes import DIRECTIONS, HEALTH_NAMES, counter_name
 from metrics.models import SAMPLE_BANDWIDTH_BPS, HourRollup, MinuteRollup, Sample, SamplerRun
-from metrics.rtt import percentile_us, rtt_histogram
+from metrics.rtt import RttPercentiles, rtt_histogram
 
 PERCENTAGE_CLASSES = ("tcp", "http", "https")
 SUMMED = (
@@ -32,7 +32,7 @@ BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
-class Summary:
+class Summary(RttPercentiles):
     interface: str
     window: str
     uptime_seconds: float
@@ -62,14 +62,6 @@ class Summary:
     @property
     def https_percentage(self) -> float:
         return self.percentage("https")
-
-    @property
-    def rtt_p50_us(self) -> float | None:
-        return percentile_us(self.rtt, 50)
-
-    @property
-    def rtt_p99_us(self) -> float | None:
-        return percentile_us(self.rtt, 99)
 
     @classmethod
     def of(
