@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db.models import ExpressionWrapper, F, FloatField
 
-from bpf.classes import CLASSES, RTT_NAMES, counter_name
+from bpf.classes import RTT_NAMES, counter_name
 from metrics.models import HourRollup, MinuteRollup, Sample
 from metrics.rtt import percentile_us
+from metrics.snapshot import FIELD_PREFIXES
 
 STEPS: dict[str, timedelta] = {
     "1s": timedelta(seconds=1),
@@ -29,13 +30,12 @@ RETENTION = {"1s": "samples", "1m": "minutes", "1h": "hours"}
 AUTO_POINTS = 1500
 MAX_POINTS = 20000
 
-_PREFIXES = {cls: "" if cls == "total" else f"{cls}_" for cls in CLASSES}
 # Percentiles of each step's RTT histogram, computed in Python from its buckets.
 RTT_FIELDS = {"rtt_p50_us": 50, "rtt_p99_us": 99}
 FIELDS: tuple[str, ...] = (
     *(
         f"{prefix}{rate}"
-        for prefix in _PREFIXES.values()
+        for prefix in FIELD_PREFIXES.values()
         for rate in ("bandwidth_bps", "packets_per_sec")
     ),
     "peak_bandwidth_bps",
@@ -102,7 +102,7 @@ def _rate_expressions(raw: bool, direction: str) -> dict[str, ExpressionWrapper 
 
     expressions: dict[str, ExpressionWrapper | F] = {
         f"{prefix}{rate_name}": rate(cls, unit)
-        for cls, prefix in _PREFIXES.items()
+        for cls, prefix in FIELD_PREFIXES.items()
         for rate_name, unit in units.items()
     }
     expressions["tcp_retransmits"] = ExpressionWrapper(

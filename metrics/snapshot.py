@@ -11,14 +11,15 @@ from bpf.classes import CLASSES, counter_name
 from metrics.models import Sample, SamplerRun
 from metrics.rtt import RttPercentiles, rtt_histogram
 
-# "total" is the direction's own bandwidth_bps/packets_per_sec; the rest get a class prefix.
-_CLASS_PREFIXES = {cls: "" if cls == "total" else f"{cls}_" for cls in CLASSES}
+# The API's field name prefix of each class: "total" is the direction's own bandwidth_bps and
+# packets_per_sec; the rest are tcp_bandwidth_bps, tcp_packets_per_sec, ...
+FIELD_PREFIXES = {cls: "" if cls == "total" else f"{cls}_" for cls in CLASSES}
 
 
 def rates(sample: Sample, directions: tuple[str, ...]) -> dict[str, float]:
     """Per-second rates over sample's interval, summed over directions, keyed as in the API."""
     out: dict[str, float] = {}
-    for cls, prefix in _CLASS_PREFIXES.items():
+    for cls, prefix in FIELD_PREFIXES.items():
         packets = sum(getattr(sample, counter_name(d, cls, "packets")) for d in directions)
         octets = sum(getattr(sample, counter_name(d, cls, "bytes")) for d in directions)
         out[f"{prefix}bandwidth_bps"] = octets * 8 / sample.elapsed
@@ -28,7 +29,7 @@ def rates(sample: Sample, directions: tuple[str, ...]) -> dict[str, float]:
 
 def totals(counters: Mapping[str, int], direction: str) -> dict[str, int]:
     out: dict[str, int] = {}
-    for cls, prefix in _CLASS_PREFIXES.items():
+    for cls, prefix in FIELD_PREFIXES.items():
         out[f"{prefix}packets"] = counters[counter_name(direction, cls, "packets")]
         out[f"{prefix}bytes"] = counters[counter_name(direction, cls, "bytes")]
     return out

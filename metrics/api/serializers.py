@@ -9,7 +9,6 @@ from django.http import QueryDict
 from django.utils import timezone
 from rest_framework import serializers
 
-from bpf.classes import CLASSES
 from metrics.durations import parse_duration
 from metrics.history import (
     DEFAULT_FIELDS,
@@ -21,13 +20,14 @@ from metrics.history import (
     point_count,
 )
 from metrics.models import SamplerRun
+from metrics.snapshot import FIELD_PREFIXES
 from metrics.summary import BEGINNING
-
-_PREFIXES = ["" if cls == "total" else f"{cls}_" for cls in CLASSES]
 
 
 def _fields(kind: type[serializers.Field], *suffixes: str) -> dict[str, serializers.Field]:
-    return {f"{prefix}{suffix}": kind() for prefix in _PREFIXES for suffix in suffixes}
+    return {
+        f"{prefix}{suffix}": kind() for prefix in FIELD_PREFIXES.values() for suffix in suffixes
+    }
 
 
 # Per-class keys are generated from bpf.classes so that a new class needs no change here.
