@@ -57,5 +57,9 @@ RTT_BUCKETS = 24
 RTT_NAMES: tuple[str, ...] = tuple(f"rtt_{k:02d}" for k in range(RTT_BUCKETS))
 HEALTH_NAMES: tuple[str, ...] = ("tcp_retransmits", *RTT_NAMES)
 
+# Flows the kernel's flow table evicted before the sampler could read them (bpf/flows.py): their
+# traffic is missing from the flows, never from the counters above.
+FLOW_NAMES: tuple[str, ...] = ("flows_dropped",)
+
 # Every cumulative counter the kernel side reports, as the sampler stores them.
-ALL_COUNTER_NAMES: tuple[str, ...] = COUNTER_NAMES + HEALTH_NAMES
+ALL_COUNTER_NAMES: tuple[str, ...] = COUNTER_NAMES + HEALTH_NAMES + FLOW_NAMES

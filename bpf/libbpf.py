@@ -1,4 +1,5 @@
-"""ctypes bindings to the libbpf.so.1 calls netmetrics needs: netlink attach, query, test run.
+"""ctypes bindings to the libbpf.so.1 calls netmetrics needs: netlink attach, query, test run,
+batch reads of maps.
 
 The structures follow libbpf 1.1's headers (Debian 12's libbpf1). Each starts with its own size,
 which is how libbpf stays compatible in both directions: a newer libbpf treats fields we do not
@@ -141,6 +142,16 @@ def lib() -> ctypes.CDLL:
         "bpf_prog_get_fd_by_id": [ctypes.c_uint32],
         "bpf_obj_get_info_by_fd": [ctypes.c_int, ctypes.c_void_p, p(ctypes.c_uint32)],
         "bpf_prog_test_run_opts": [ctypes.c_int, p(TestRunOpts)],
+        # fd, in_batch, out_batch, keys, values, count, opts (NULL: the defaults)
+        "bpf_map_lookup_and_delete_batch": [
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            p(ctypes.c_uint32),
+            ctypes.c_void_p,
+        ],
     }
     for name, argtypes in signatures.items():
         fn = getattr(so, name)

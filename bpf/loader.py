@@ -2,8 +2,9 @@
 
     preflight("eth0")                      # PreflightError: one line, cause and fix
     with TrafficCounter("eth0") as tc:     # compiles once, attaches XDP or TC ingress (+ egress)
-        counts = tc.read()                 # {"rx_tcp_bytes": ..., "tcp_retransmits": ...}
-                                           # (ALL_COUNTER_NAMES), since attach
+        flows = tc.harvest_flows()         # {raw flow key: counts} since the last harvest
+        counts = tc.read()                 # {"rx_tcp_bytes": ..., "tcp_retransmits": ...,
+                                           # "flows_dropped": ...} (ALL_COUNTER_NAMES), since attach
 
 The loader installs no signal handlers: the caller detaches in a `finally`, which SIGINT reaches
 by KeyboardInterrupt and SIGTERM by whatever handler the caller installs.
@@ -19,8 +20,9 @@ from types import TracebackType
 from bpf import attach
 from bpf.classes import ALL_COUNTER_NAMES, DEFAULT_APP_PORTS
 from bpf.errors import PreflightError
+from bpf.flows import Counts
 from bpf.iface_lock import CLSACT_NOTE, InterfaceLock
-from bpf.program import Program
+from bpf.program import DEFAULT_FLOW_TABLE, Program
 from bpf.tcp_health import TcpHealth
 
 __all__ = ["DEFAULT_APP_PORTS", "PreflightError", "Program", "TrafficCounter", "preflight"]
@@ -64,7 +66,8 @@ class TrafficCounter:
     `mode` picks the ingress program: native (driver) XDP, skb (a TC ingress filter on the
     socket-buffer path), or auto (native XDP where it pays, else skb; see attach_native_xdp).
     `app_ports` overrides DEFAULT_APP_PORTS class by class ({"http": [80, 8080]} keeps https and
-    dns as they are; an empty list turns a class off).
+    dns as they are; an empty list turns a class off). `flow_table` entries hold the flows
+    between two harvests; 0 turns flows off.
     """
 
     def __init__(
@@ -73,12 +76,14 @@ class TrafficCounter:
         mode: str = "auto",
         egress: bool = True,
         app_ports: Mapping[str, Iterable[int]] = DEFAULT_APP_PORTS,
+        flow_table: int = DEFAULT_FLOW_TABLE,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.iface = iface
         self.mode = mode
         self.egress = egress
+        self.flow_table = flow_table
         self.app_ports = {**DEFAULT_APP_PORTS, **{k: tuple(v) for k, v in app_ports.items()}}
         self._program: Program | None = None
         self._health = TcpHealth(iface)
@@ -110,7 +115,7 @@ class TrafficCounter:
 
     def _attach_locked(self) -> str:
         if self._program is None:
-            self._program = Program(self.app_ports)
+            self._program = Program(self.app_ports, self.flow_table)
         self._program.reset()
         self._ifindex = ifindex = socket.if_nametoindex(self.iface)
         # A killed predecessor's qdisc is ours to remove as much as one we create: it noted
@@ -153,7 +158,15 @@ class TrafficCounter:
         zero before the first attach)."""
         if self._program is None:
             return dict.fromkeys(ALL_COUNTER_NAMES, 0)
-        return {**self._program.read(), **self._health.read()}
+        flows = self._program.flows
+        dropped = {"flows_dropped": flows.dropped if flows else 0}
+        return {**self._program.read(), **self._health.read(), **dropped}
+
+    def harvest_flows(self) -> dict[bytes, Counts]:
+        """Each flow's traffic since the last harvest (bpf/flows.py); empty with flows off."""
+        if self._program is None or self._program.flows is None:
+            return {}
+        return self._program.flows.harvest()
 
     def detach(self) -> None:
         """Remove exactly what attach() added; idempotent, and never raises for a cleanup step."""

@@ -4,6 +4,8 @@
  * The loader (bpf/program.py) defines CLASS_<NAME>, the bit of each class of bpf/classes.py, and
  * NUM_CLASSES. The three entry points run the same parser, which returns a bitmask of classes,
  * then add the frame to one per-CPU slot (rx or tx): one map lookup, no locks, no allocation.
+ * With FLOWS defined (FLOW_TABLE_SIZE entries), they also add it to its flow's entry of an LRU
+ * hash, which the sampler empties every interval (bpf/flows.py).
  * The programs only read: they never modify, drop or redirect a frame.
  */
 #include <uapi/linux/bpf.h>
@@ -22,6 +24,7 @@
 
 #define CLASS_BIT(class) (1U << (class))
 #define TRANSPORT_CLASSES (CLASS_BIT(CLASS_TCP) | CLASS_BIT(CLASS_UDP) | CLASS_BIT(CLASS_ICMP))
+#define IP_CLASSES (CLASS_BIT(CLASS_IPV4) | CLASS_BIT(CLASS_IPV6))
 #define FLAG_CLASSES                                                                           \
     (CLASS_BIT(CLASS_SYN) | CLASS_BIT(CLASS_SYNACK) | CLASS_BIT(CLASS_RST) | CLASS_BIT(CLASS_FIN))
 #define MAX_VLAN_TAGS 2
@@ -50,6 +53,19 @@ struct ipv6_frag {
     __be32 id;
 };
 
+/* A flow as this host sees it: local is the monitored side (the destination of what comes in,
+ * the source of what goes out), so both directions of a conversation meet in one entry. IPv4
+ * addresses are IPv4-mapped IPv6 (::ffff:a.b.c.d). Ports are in network order, 0 for protocols
+ * without ports and for frames whose transport header is not there (non-first fragments). */
+struct flow_key {
+    __u32 local[4];
+    __u32 remote[4];
+    __be16 local_port;
+    __be16 remote_port;
+    __u8 proto;
+    __u8 pad[3];  /* explicit, so that `= {}` zeroes all 40 bytes the hash reads */
+};
+
 struct class_counters {
     __u64 packets[NUM_CLASSES];
     __u64 bytes[NUM_CLASSES];
@@ -59,6 +75,19 @@ BPF_PERCPU_ARRAY(counters, struct class_counters, 2);  /* key RX or TX */
 /* Application classes by port, filled by the loader: index port for TCP, UDP_PORTS_BASE + port
  * for UDP; value the mask of the classes that port stands for. An array: the cheapest lookup. */
 BPF_ARRAY(app_ports, __u32, 2 * 65536);
+
+#ifdef FLOWS
+struct flow_counts {
+    __u64 packets[2];  /* by RX, TX */
+    __u64 bytes[2];
+};
+
+/* LRU: when the table is full, a new flow evicts the least recently used one, and the totals
+ * above never depend on it. flows_created counts the entries made, so that the sampler can tell
+ * the evicted ones (created, never harvested) apart. */
+BPF_TABLE("lru_hash", struct flow_key, struct flow_counts, flows, FLOW_TABLE_SIZE);
+BPF_PERCPU_ARRAY(flows_created, __u64, 1);
+#endif
 
 static __always_inline __u32 port_classes(__u32 index)
 {
@@ -85,10 +114,12 @@ static __always_inline __u32 tcp_flag_classes(struct tcphdr *tcp)
 }
 
 static __always_inline __u32 transport(void *data, void *l4, void *data_end, __u8 proto,
-                                       __u8 icmp_proto, int has_l4, __u32 *header_len)
+                                       __u8 icmp_proto, int has_l4, __u32 *header_len,
+                                       struct flow_key *flow)
 {
     __u32 mask, base;
 
+    flow->proto = proto;
     if (proto == IPPROTO_TCP) {
         mask = CLASS_BIT(CLASS_TCP);
         base = 0;
@@ -116,32 +147,41 @@ static __always_inline __u32 transport(void *data, void *l4, void *data_end, __u
     __be16 *ports = l4;
     if ((void *)(ports + 2) > data_end)
         return mask;
+    flow->local_port = ports[0];
+    flow->remote_port = ports[1];
     mask |= port_classes(base + bpf_ntohs(ports[0]));
     return mask | port_classes(base + bpf_ntohs(ports[1]));
 }
 
-static __always_inline __u32 parse_ipv4(void *data, void *l3, void *data_end, __u32 *header_len)
+static __always_inline __u32 parse_ipv4(void *data, void *l3, void *data_end, __u32 *header_len,
+                                        struct flow_key *flow)
 {
     struct iphdr *ip = l3;
 
     if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
         return 0;
+    flow->local[2] = flow->remote[2] = bpf_htonl(0xffff);
+    flow->local[3] = ip->saddr;
+    flow->remote[3] = ip->daddr;
     __u32 ip_len = ip->ihl * 4;
     if (l3 + ip_len > data_end)  /* options cut short */
         return 0;
     /* A non-first fragment has no transport header: its protocol is known, its ports not. */
     int has_l4 = !(ip->frag_off & bpf_htons(IPV4_FRAG_OFFSET));
     __u32 above = transport(data, l3 + ip_len, data_end, ip->protocol, IPPROTO_ICMP, has_l4,
-                            header_len);
+                            header_len, flow);
     return CLASS_BIT(CLASS_IPV4) | above;
 }
 
-static __always_inline __u32 parse_ipv6(void *data, void *l3, void *data_end, __u32 *header_len)
+static __always_inline __u32 parse_ipv6(void *data, void *l3, void *data_end, __u32 *header_len,
+                                        struct flow_key *flow)
 {
     struct ipv6hdr *ip6 = l3;
 
     if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
         return 0;
+    __builtin_memcpy(flow->local, &ip6->saddr, sizeof(flow->local));
+    __builtin_memcpy(flow->remote, &ip6->daddr, sizeof(flow->remote));
     void *cur = ip6 + 1;
     __u8 next = ip6->nexthdr;
     int has_l4 = 1;
@@ -170,13 +210,15 @@ static __always_inline __u32 parse_ipv6(void *data, void *l3, void *data_end, __
         }
     }
     return CLASS_BIT(CLASS_IPV6) |
-           transport(data, cur, data_end, next, IPPROTO_ICMPV6, has_l4, header_len);
+           transport(data, cur, data_end, next, IPPROTO_ICMPV6, has_l4, header_len, flow);
 }
 
 /* The classes of one frame. A class is set only once the header proving it is in bounds.
  * *header_len: the L2-L4 header length of a TCP or UDP frame whose whole header is in bounds,
- * else 0 (the length a GSO aggregate repeats in each of its segments). */
-static __always_inline __u32 classify(void *data, void *data_end, __u32 *header_len)
+ * else 0 (the length a GSO aggregate repeats in each of its segments). *flow (zeroed by the
+ * caller): an IP frame's addresses, protocol and ports, source as local (as sent). */
+static __always_inline __u32 classify(void *data, void *data_end, __u32 *header_len,
+                                      struct flow_key *flow)
 {
     struct ethhdr *eth = data;
     __u32 mask = 0;
@@ -197,9 +239,9 @@ static __always_inline __u32 classify(void *data, void *data_end, __u32 *header_
             cur = tag + 1;
         }
         if (proto == bpf_htons(ETH_P_IP))
-            mask = parse_ipv4(data, cur, data_end, header_len);
+            mask = parse_ipv4(data, cur, data_end, header_len, flow);
         else if (proto == bpf_htons(ETH_P_IPV6))
-            mask = parse_ipv6(data, cur, data_end, header_len);
+            mask = parse_ipv6(data, cur, data_end, header_len, flow);
     }
     if (!(mask & TRANSPORT_CLASSES))
         mask |= CLASS_BIT(CLASS_OTHER);
@@ -220,12 +262,56 @@ static __always_inline void count(__u32 direction, __u32 mask, __u64 packets, __
     }
 }
 
+#ifdef FLOWS
+/* Add an IP frame to its flow's entry, made on its first frame. The entries are shared by all
+ * CPUs, hence the atomic adds; a frame racing another CPU's first frame of the same flow finds
+ * that entry instead. An entry evicted at once (a table full of newer flows) loses the frame
+ * from its flow only. */
+static __always_inline void count_flow(__u32 direction, __u32 mask, struct flow_key *flow,
+                                       __u64 packets, __u64 bytes)
+{
+    if (!(mask & IP_CLASSES))
+        return;
+    if (direction == RX) {  /* the parser fills it as sent: what comes in, local is the dst */
+        struct flow_key sent = *flow;
+        __builtin_memcpy(flow->local, sent.remote, sizeof(flow->local));
+        __builtin_memcpy(flow->remote, sent.local, sizeof(flow->remote));
+        flow->local_port = sent.remote_port;
+        flow->remote_port = sent.local_port;
+    }
+    struct flow_counts *c = flows.lookup(flow);
+    if (!c) {
+        struct flow_counts first = {};
+        first.packets[direction] = packets;
+        first.bytes[direction] = bytes;
+        if (flows.insert(flow, &first) == 0) {
+            __u32 slot = 0;
+            __u64 *created = flows_created.lookup(&slot);
+            if (created)
+                *created += 1;
+            return;
+        }
+        c = flows.lookup(flow);
+        if (!c)
+            return;
+    }
+    __sync_fetch_and_add(&c->packets[direction], packets);
+    __sync_fetch_and_add(&c->bytes[direction], bytes);
+}
+#else
+static __always_inline void count_flow(__u32 direction, __u32 mask, struct flow_key *flow,
+                                       __u64 packets, __u64 bytes)
+{
+}
+#endif
+
 /* An aggregate of segs wire packets counts segs packets in every class but the flag classes:
  * a flag (a FIN, in practice: SYNs and RSTs carry no data to aggregate) is on its last segment
  * only, so it counts once, with that segment's bytes (the total less the full segments before it,
- * where the header length and gso_size tell them; else the aggregate's mean). */
-static __always_inline void count_frame(__u32 direction, __u32 mask, __u64 segs, __u64 bytes,
-                                        __u32 header_len, __u32 gso_size)
+ * where the header length and gso_size tell them; else the aggregate's mean). Its flow counts
+ * segs packets too. */
+static __always_inline void count_frame(__u32 direction, __u32 mask, struct flow_key *flow,
+                                        __u64 segs, __u64 bytes, __u32 header_len, __u32 gso_size)
 {
     __u64 last = bytes;
 
@@ -235,6 +321,7 @@ static __always_inline void count_frame(__u32 direction, __u32 mask, __u64 segs,
     count(direction, mask & ~FLAG_CLASSES, segs, bytes);
     if (mask & FLAG_CLASSES)
         count(direction, mask & FLAG_CLASSES, 1, last);
+    count_flow(direction, mask, flow, segs, bytes);
 }
 
 /* Native XDP sees each frame as the driver received it, before GRO: one frame, one packet. */
@@ -243,8 +330,11 @@ int netmetrics_xdp(struct xdp_md *ctx)
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
     __u32 header_len;
+    struct flow_key flow = {};
+    __u32 mask = classify(data, data_end, &header_len, &flow);
 
-    count(RX, classify(data, data_end, &header_len), 1, data_end - data);
+    count(RX, mask, 1, data_end - data);
+    count_flow(RX, mask, &flow, 1, data_end - data);
     return XDP_PASS;
 }
 
@@ -263,14 +353,15 @@ int netmetrics_tcin(struct __sk_buff *skb)
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
     __u32 header_len;
-    __u32 mask = classify(data, data_end, &header_len);
+    struct flow_key flow = {};
+    __u32 mask = classify(data, data_end, &header_len, &flow);
     __u32 segs = skb->gso_segs;
 
     if (!segs && skb->gso_size && header_len)
         segs = (skb->len - header_len + skb->gso_size - 1) / skb->gso_size;
     if (!segs)
         segs = 1;
-    count_frame(RX, mask, segs, skb->len + (__u64)(segs - 1) * header_len, header_len,
+    count_frame(RX, mask, &flow, segs, skb->len + (__u64)(segs - 1) * header_len, header_len,
                 skb->gso_size);
     return TC_ACT_UNSPEC;
 }
@@ -288,8 +379,9 @@ int netmetrics_tc(struct __sk_buff *skb)
     __u64 packets = skb->gso_segs ? skb->gso_segs : 1;
     __u64 bytes = skb->wire_len ? skb->wire_len : skb->len;
 
-    __u32 mask = classify(data, data_end, &header_len);
+    struct flow_key flow = {};
+    __u32 mask = classify(data, data_end, &header_len, &flow);
 
-    count_frame(TX, mask, packets, bytes, header_len, skb->gso_size);
+    count_frame(TX, mask, &flow, packets, bytes, header_len, skb->gso_size);
     return TC_ACT_UNSPEC;
 }

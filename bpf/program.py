@@ -1,8 +1,8 @@
 """The compiled netmetrics programs and their maps, loaded but not attached to anything.
 
 One `Program` is one BCC compilation of bpf/netmetrics.c: the three entry points (XDP ingress, TC
-ingress, TC egress: their file descriptors are what gets attached, or test-run), the counters, and
-the application port table.
+ingress, TC egress: their file descriptors are what gets attached, or test-run), the counters, the
+application port table, and the flow table when flows are on (bpf/flows.py).
 """
 
 import ctypes
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bpf.classes import APP_PROTOCOLS, CLASSES, COUNTER_NAMES, DIRECTIONS, counter_name
 from bpf.errors import bcc_bpf, loading
+from bpf.flows import FlowTable
 
 SOURCE = Path(__file__).with_name("netmetrics.c")
 # The entry points, and the programs' names in the kernel (which keeps 15 characters: these fit)
@@ -22,9 +23,16 @@ TC_FUNCTIONS = {"ingress": "netmetrics_tcin", "egress": "netmetrics_tc"}
 _PORTS_BASE = {"tcp": 0, "udp": 65536}
 
 
-def _cflags() -> list[str]:
+# Entries of the flow table unless told otherwise: about 1.6 MB of kernel memory.
+DEFAULT_FLOW_TABLE = 16384
+
+
+def _cflags(flow_table: int) -> list[str]:
     flags = [f"-DCLASS_{name.upper()}={index}" for index, name in enumerate(CLASSES)]
-    return [*flags, f"-DNUM_CLASSES={len(CLASSES)}"]
+    flags.append(f"-DNUM_CLASSES={len(CLASSES)}")
+    if flow_table:
+        flags += ["-DFLOWS", f"-DFLOW_TABLE_SIZE={flow_table}"]
+    return flags
 
 
 def app_port_masks(app_ports: Mapping[str, Iterable[int]]) -> dict[int, int]:
@@ -45,14 +53,18 @@ def app_port_masks(app_ports: Mapping[str, Iterable[int]]) -> dict[int, int]:
 class Program:
     """Compile and load the entry points once; read and reset their counters.
 
-    Raises PreflightError (one line) when BCC is missing or the program does not compile or
-    load; BCC itself prints the compiler's and the verifier's details on stderr before that.
+    `flow_table` is the number of entries of the flow table; 0 compiles the programs without
+    flows, at no cost per packet. Raises PreflightError (one line) when BCC is missing or the
+    program does not compile or load; BCC itself prints the compiler's and the verifier's
+    details on stderr before that.
     """
 
-    def __init__(self, app_ports: Mapping[str, Iterable[int]]) -> None:
+    def __init__(self, app_ports: Mapping[str, Iterable[int]], flow_table: int = 0) -> None:
+        if flow_table < 0:
+            raise ValueError(f"the flow table cannot have {flow_table} entries")
         BPF = bcc_bpf()
         with loading(SOURCE):
-            self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=_cflags())
+            self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=_cflags(flow_table))
             self.xdp_fd: int = self._bpf.load_func(XDP_FUNCTION.encode(), BPF.XDP).fd
             # TC program fds by side: ingress (skb mode) and egress.
             self.tc_fds: dict[str, int] = {
@@ -63,6 +75,14 @@ class Program:
         self._ports = self._bpf[b"app_ports"]
         self._port_masks: dict[int, int] = {}
         self.set_app_ports(app_ports)
+        self.flows: FlowTable | None = None
+        if flow_table:
+            created = self._bpf[b"flows_created"]
+            self.flows = FlowTable(
+                self._bpf[b"flows"].map_fd,
+                flow_table,
+                lambda: created.sum(ctypes.c_int(0)).value,
+            )
 
     def set_app_ports(self, app_ports: Mapping[str, Iterable[int]]) -> None:
         """Make exactly these ports count as their application classes (takes effect at once)."""
@@ -74,9 +94,11 @@ class Program:
         self._port_masks = masks
 
     def reset(self) -> None:
-        """Zero every counter, on every CPU."""
+        """Zero every counter, on every CPU, and empty the flow table."""
         for key in range(len(DIRECTIONS)):
             self._counters.clearitem(ctypes.c_int(key))
+        if self.flows is not None:
+            self.flows.reset()
 
     def read(self) -> dict[str, int]:
         """Counters since load or the last reset, summed over CPUs, keyed by COUNTER_NAMES."""

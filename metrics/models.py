@@ -6,6 +6,9 @@ counts of one interval; a SamplerRun holds the cumulative counts at its last sam
 realtime totals are one row read, never a sum over the run's history. MinuteRollup and
 HourRollup hold the sums of the samples that started inside their bucket, and the peak
 per-second rates among them, so long windows read a few rows and peaks stay exact.
+
+Flows (the kernel's flow table, bpf/flows.py) are kept apart: FlowMinute holds the top flows of
+each minute, LiveFlows the last 40 seconds of each run for the dashboard's top-talkers table.
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ class SamplerRun(CounterColumns):
     )
     measured_seconds = models.FloatField(default=0.0, help_text="sum of the samples' intervals")
     peak_bandwidth_bps = models.FloatField(default=0.0)
+    flow_table = models.PositiveIntegerField(
+        default=0, help_text="entries of the kernel's flow table; 0: flows off"
+    )
 
     objects = SamplerRunQuerySet.as_manager()
 
@@ -251,3 +257,60 @@ class HourRollup(Rollup):
 
 # Finest first.
 ROLLUP_TIERS: tuple[type[Rollup], ...] = (MinuteRollup, HourRollup)
+
+
+class FlowColumns(models.Model):
+    """One flow, as the monitored host sees it (local is its side), and its traffic."""
+
+    protocol = models.PositiveSmallIntegerField(help_text="IP protocol number (6 TCP, 17 UDP)")
+    local = models.GenericIPAddressField()
+    local_port = models.PositiveIntegerField(help_text="0 for protocols without ports")
+    remote = models.GenericIPAddressField()
+    remote_port = models.PositiveIntegerField()
+    rx_packets = models.BigIntegerField(default=0)
+    rx_bytes = models.BigIntegerField(default=0)
+    tx_packets = models.BigIntegerField(default=0)
+    tx_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class FlowMinute(FlowColumns):
+    """A flow among the top flows of one minute on one interface, with its traffic that minute.
+
+    The sampler keeps the NETMETRICS_FLOW_TOP flows with the most bytes and those with the most
+    packets (at most twice that many rows a minute). A flow outside both in some minute has no
+    row for it, so its sum over several minutes can fall short: top lists over long windows are
+    of the flows that were at the top in some minute.
+    """
+
+    interface = models.CharField(max_length=15)
+    start = models.DateTimeField(help_text="the minute's first second")
+
+    class Meta:
+        ordering = ["-start"]
+        indexes = [models.Index(fields=["interface", "start"])]
+
+    def __str__(self) -> str:
+        return f"{self.local}:{self.local_port} - {self.remote}:{self.remote_port}"
+
+
+class LiveFlows(models.Model):
+    """A running sampler's top flows over its last 40 seconds, rewritten every tick.
+
+    ``flows`` is a list of the top flows, each with its addresses, ports and protocol, its
+    rates over the last 2, 10 and 40 seconds (``rx_bps``, ``tx_bps``, ``rx_pps``, ``tx_pps``:
+    lists of three) and its counts over the whole window (``rx_packets`` ... ``tx_bytes``).
+    See metrics/flows.py.
+    """
+
+    run = models.OneToOneField(
+        SamplerRun, on_delete=models.CASCADE, primary_key=True, related_name="live_flows"
+    )
+    timestamp = models.DateTimeField(help_text="end of the newest interval counted")
+    seconds = models.FloatField(help_text="the time the window covers: 40 s once running that long")
+    dropped = models.BigIntegerField(
+        default=0, help_text="flows evicted from the kernel's table unread within the window"
+    )
+    flows = models.JSONField(default=list)

@@ -6,9 +6,14 @@ from datetime import datetime
 
 from django.conf import settings
 
-from metrics.models import HourRollup, MinuteRollup, Sample
+from metrics.models import FlowMinute, HourRollup, MinuteRollup, Sample
 
-TIERS = (("samples", Sample), ("minutes", MinuteRollup), ("hours", HourRollup))
+TIERS = (
+    ("samples", Sample),
+    ("minutes", MinuteRollup),
+    ("hours", HourRollup),
+    ("flows", FlowMinute),
+)
 
 
 def prune(interface: str, now: datetime, batch: int = 1000) -> int:

@@ -44,6 +44,15 @@ def env_ports(name: str, *, default: Sequence[int]) -> tuple[int, ...]:
     return ports
 
 
+def env_int(name: str, *, default: int, low: int, high: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number {low}-{high}")
+    return int(value)
+
+
 def env_duration(name: str, *, default: str) -> timedelta:
     value = os.environ.get(name, "").strip() or default
     try:

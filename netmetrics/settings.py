@@ -6,16 +6,26 @@ NETMETRICS_DEBUG          1/true/yes to turn Django's debug mode on (default off
 NETMETRICS_ALLOWED_HOSTS  comma-separated host names (default: loopback names)
 NETMETRICS_HTTP_PORTS, NETMETRICS_HTTPS_PORTS, NETMETRICS_DNS_PORTS
                           comma-separated ports of the application classes (80, 443, 53)
-NETMETRICS_RETENTION_SAMPLES, NETMETRICS_RETENTION_MINUTES, NETMETRICS_RETENTION_HOURS
-                          how long per-second samples, minute and hour rollups are kept
-                          (48h, 30d, 730d); a number and s, m, h or d
+NETMETRICS_RETENTION_SAMPLES, NETMETRICS_RETENTION_MINUTES, NETMETRICS_RETENTION_HOURS,
+NETMETRICS_RETENTION_FLOWS
+                          how long per-second samples, minute and hour rollups, and the top
+                          flows of each minute are kept (48h, 30d, 730d, 7d); a number and
+                          s, m, h or d
+NETMETRICS_FLOW_TOP       flows kept per minute by bytes, and again by packets (20)
 """
 
 import os
 from pathlib import Path
 
 from bpf.classes import DEFAULT_APP_PORTS
-from netmetrics.envconfig import env_bool, env_duration, env_list, env_ports, secret_key
+from netmetrics.envconfig import (
+    env_bool,
+    env_duration,
+    env_int,
+    env_list,
+    env_ports,
+    secret_key,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -35,7 +45,11 @@ NETMETRICS_RETENTION = {
     "samples": env_duration("NETMETRICS_RETENTION_SAMPLES", default="48h"),
     "minutes": env_duration("NETMETRICS_RETENTION_MINUTES", default="30d"),
     "hours": env_duration("NETMETRICS_RETENTION_HOURS", default="730d"),
+    "flows": env_duration("NETMETRICS_RETENTION_FLOWS", default="7d"),
 }
+
+# The top flows of each minute the sampler stores: this many by bytes, and by packets.
+NETMETRICS_FLOW_TOP = env_int("NETMETRICS_FLOW_TOP", default=20, low=1, high=1000)
 
 INSTALLED_APPS = [
     "daphne",

@@ -1,7 +1,9 @@
 """A veth pair into a network namespace of the test's own, quiet enough to count exactly.
 
 IPv6 is off on both ends and the neighbours are static, so the only frames on the link are the
-ones a test sends: no router solicitations, MLD reports or ARP to spoil exact counts.
+ones a test sends: no router solicitations, MLD reports or ARP to spoil exact counts. A pair made
+with ipv6=True has IPv6 addresses too (static neighbours, no duplicate address detection), and
+the kernel's own IPv6 chatter with it: tests of single flows do not mind that.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class VethPair:
     peer_iface: str  # inside the namespace
     host_ip: str
     peer_ip: str
+    host_ip6: str | None = None
+    peer_ip6: str | None = None
 
     def in_namespace(self, *args: str) -> list[str]:
         return ["ip", "netns", "exec", self.namespace, *args]
@@ -59,11 +63,19 @@ def _mac(iface: str, namespace: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def veth_pair(subnet: str | None = None) -> Iterator[VethPair]:
+def veth_pair(subnet: str | None = None, ipv6: bool = False) -> Iterator[VethPair]:
     """The pair, named and addressed after this process so that two runs can coexist."""
     tag = os.getpid() % 100000
     subnet = subnet or f"10.213.{tag % 200}"
-    pair = VethPair(f"nmtest{tag}", f"nmh{tag}", f"nmn{tag}", f"{subnet}.1", f"{subnet}.2")
+    subnet6 = f"fd00:213:{tag % 200}::"
+    pair = VethPair(
+        f"nmtest{tag}",
+        f"nmh{tag}",
+        f"nmn{tag}",
+        f"{subnet}.1",
+        f"{subnet}.2",
+        *((f"{subnet6}1", f"{subnet6}2") if ipv6 else ()),
+    )
     ns = pair.in_namespace
     try:
         sh("ip", "netns", "add", pair.namespace)
@@ -80,37 +92,22 @@ def veth_pair(subnet: str | None = None) -> Iterator[VethPair]:
             "netns",
             pair.namespace,
         )
-        Path(f"/proc/sys/net/ipv6/conf/{pair.host_iface}/disable_ipv6").write_text("1")
+        Path(f"/proc/sys/net/ipv6/conf/{pair.host_iface}/disable_ipv6").write_text(
+            "0" if ipv6 else "1"
+        )
         for conf in ("all", "default", "lo", pair.peer_iface):
-            sh(*ns("sysctl", "-qw", f"net.ipv6.conf.{conf}.disable_ipv6=1"))
-        sh("ip", "addr", "add", f"{pair.host_ip}/30", "dev", pair.host_iface)
-        sh(*ns("ip", "addr", "add", f"{pair.peer_ip}/30", "dev", pair.peer_iface))
-        sh(
-            "ip",
-            "neigh",
-            "replace",
-            pair.peer_ip,
-            "lladdr",
-            _mac(pair.peer_iface, pair.namespace),
-            "dev",
-            pair.host_iface,
-            "nud",
-            "permanent",
-        )
-        sh(
-            *ns(
-                "ip",
-                "neigh",
-                "replace",
-                pair.host_ip,
-                "lladdr",
-                _mac(pair.host_iface),
-                "dev",
-                pair.peer_iface,
-                "nud",
-                "permanent",
-            )
-        )
+            sh(*ns("sysctl", "-qw", f"net.ipv6.conf.{conf}.disable_ipv6={0 if ipv6 else 1}"))
+        peer_mac, host_mac = _mac(pair.peer_iface, pair.namespace), _mac(pair.host_iface)
+        addresses = [(pair.host_ip, pair.peer_ip, "/30")]
+        if pair.host_ip6 and pair.peer_ip6:
+            addresses.append((pair.host_ip6, pair.peer_ip6, "/64"))
+        for host_ip, peer_ip, prefix in addresses:
+            extra = ["nodad"] if prefix == "/64" else []
+            sh("ip", "addr", "add", f"{host_ip}{prefix}", "dev", pair.host_iface, *extra)
+            sh(*ns("ip", "addr", "add", f"{peer_ip}{prefix}", "dev", pair.peer_iface, *extra))
+            neigh = ("ip", "neigh", "replace")
+            sh(*neigh, peer_ip, "lladdr", peer_mac, "dev", pair.host_iface, "nud", "permanent")
+            sh(*ns(*neigh, host_ip, "lladdr", host_mac, "dev", pair.peer_iface, "nud", "permanent"))
         sh("ip", "link", "set", pair.host_iface, "up")
         sh(*ns("ip", "link", "set", "lo", "up"))
         sh(*ns("ip", "link", "set", pair.peer_iface, "up"))

@@ -30,6 +30,16 @@ def test_env_list_and_ports(monkeypatch) -> None:
             envconfig.env_ports("NM_PORTS", default=(1,))
 
 
+def test_env_int(monkeypatch) -> None:
+    assert envconfig.env_int("NM_TOP", default=20, low=1, high=1000) == 20
+    monkeypatch.setenv("NM_TOP", "50")
+    assert envconfig.env_int("NM_TOP", default=20, low=1, high=1000) == 50
+    for bad in ("0", "1001", "-5", "many"):
+        monkeypatch.setenv("NM_TOP", bad)
+        with pytest.raises(ImproperlyConfigured, match=f"NM_TOP='{bad}': expected a whole number"):
+            envconfig.env_int("NM_TOP", default=20, low=1, high=1000)
+
+
 def test_secret_key_is_made_once_and_kept(tmp_path: Path) -> None:
     key = envconfig.secret_key(tmp_path / "var")
     assert len(key) > 40

@@ -15,10 +15,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
 
+from bpf.program import DEFAULT_FLOW_TABLE
+from metrics.flows import FlowTracker
 from metrics.models import SamplerRun
 from metrics.sampler import Sampler, StatusLog
 
 log = logging.getLogger("netmetrics.sampler")
+
+# 1M entries: about 100 MB of kernel memory, and a harvest the sampler cannot finish in a tick.
+MAX_FLOW_TABLE = 1 << 20
 
 
 class Command(BaseCommand):
@@ -39,10 +44,27 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-egress", action="store_true", help="measure ingress only (no TC program)"
         )
+        parser.add_argument(
+            "--no-flows",
+            action="store_true",
+            help="count no flows (top talkers): the programs are built without the flow table",
+        )
+        parser.add_argument(
+            "--flow-table",
+            type=int,
+            default=DEFAULT_FLOW_TABLE,
+            help=f"entries of the kernel's flow table, the most flows one interval can hold "
+            f"(default {DEFAULT_FLOW_TABLE})",
+        )
 
     def handle(self, *args: Any, iface: str, interval: float, mode: str, **options: Any) -> None:
         if not 0.1 <= interval <= 3600:
             raise CommandError("--interval must be between 0.1 and 3600 seconds")
+        flow_table = 0 if options["no_flows"] else options["flow_table"]
+        if not options["no_flows"] and not 16 <= flow_table <= MAX_FLOW_TABLE:
+            raise CommandError(
+                f"--flow-table must be between 16 and {MAX_FLOW_TABLE} entries (or use --no-flows)"
+            )
         self.stopping = threading.Event()
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
@@ -57,9 +79,13 @@ class Command(BaseCommand):
         except PreflightError as exc:
             raise CommandError(str(exc)) from None
         # Writing the run first finds a database problem before anything is attached.
-        run = self.start_run(iface, egress, interval)
+        run = self.start_run(iface, egress, interval, flow_table)
         counter = TrafficCounter(
-            iface, mode=mode, egress=egress, app_ports=settings.NETMETRICS_APP_PORTS
+            iface,
+            mode=mode,
+            egress=egress,
+            app_ports=settings.NETMETRICS_APP_PORTS,
+            flow_table=flow_table,
         )
         try:
             got_mode = counter.attach()
@@ -74,13 +100,18 @@ class Command(BaseCommand):
             except DatabaseError as exc:
                 raise _database_error(exc) from None
             log.info(
-                "sampling %s every %gs (%s mode), egress %s",
+                "sampling %s every %gs (%s mode), egress %s, flows %s",
                 iface,
                 interval,
                 got_mode,
                 "on" if egress else "off",
+                f"in a table of {flow_table}" if flow_table else "off",
             )
-            self.loop(Sampler(run, counter.read, attached), interval)
+            flows = None
+            if flow_table:
+                top = settings.NETMETRICS_FLOW_TOP
+                flows = FlowTracker(run, counter.harvest_flows, top, interval)
+            self.loop(Sampler(run, counter.read, attached, flows), interval)
         finally:
             counter.detach()
         log.info("stopped sampling %s; programs detached", iface)
@@ -88,7 +119,7 @@ class Command(BaseCommand):
     def on_signal(self, signum: int, frame: object) -> None:
         self.stopping.set()
 
-    def start_run(self, iface: str, egress: bool, interval: float) -> SamplerRun:
+    def start_run(self, iface: str, egress: bool, interval: float, flow_table: int) -> SamplerRun:
         """The run's row; its mode is known once the programs are attached."""
         try:
             return SamplerRun.objects.create(
@@ -96,6 +127,7 @@ class Command(BaseCommand):
                 mode="",
                 egress=egress,
                 interval=interval,
+                flow_table=flow_table,
                 pid=os.getpid(),
                 started_at=timezone.now(),
             )

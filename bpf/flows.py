@@ -1,0 +1,129 @@
+"""The kernel's flow table (the LRU hash `flows` of bpf/netmetrics.c): emptying it, naming keys.
+
+The table is emptied at every harvest, so what a harvest returns is each flow's traffic since the
+previous one, and the table holds only flows active within one interval. Entries the kernel made
+but no harvest found were evicted by newer flows before they could be read: their traffic is lost
+from the flows (never from the class counters), and `dropped` counts them.
+
+Decoding needs no BCC: the web process names flows with `decode_key` too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import ipaddress
+import struct
+from collections.abc import Callable
+from typing import NamedTuple
+
+from bpf import libbpf
+
+# struct flow_key: local[16], remote[16], local_port, remote_port (network order), proto, pad[3].
+KEY_SIZE = 40
+_PORTS = struct.Struct("!HH")
+_PORTS_OFFSET = 32
+_PROTO_OFFSET = 36
+# struct flow_counts: packets[RX], packets[TX], bytes[RX], bytes[TX].
+_COUNTS = struct.Struct("=4Q")
+
+# A flow's traffic in one interval: rx packets, rx bytes, tx packets, tx bytes.
+Counts = tuple[int, int, int, int]
+
+
+class FlowKey(NamedTuple):
+    protocol: int  # IP protocol number: 6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6 ...
+    local: str  # the monitored host's side; IPv4 as dotted quad
+    local_port: int  # 0 when the protocol has none
+    remote: str
+    remote_port: int
+
+
+def _address(raw: bytes) -> str:
+    address = ipaddress.IPv6Address(raw)
+    return str(address.ipv4_mapped or address)
+
+
+def decode_key(raw: bytes) -> FlowKey:
+    """A kernel flow key (KEY_SIZE bytes) as addresses, ports and protocol."""
+    local_port, remote_port = _PORTS.unpack_from(raw, _PORTS_OFFSET)
+    return FlowKey(
+        raw[_PROTO_OFFSET], _address(raw[:16]), local_port, _address(raw[16:32]), remote_port
+    )
+
+
+def encode_key(key: FlowKey) -> bytes:
+    """decode_key's inverse: the key the kernel makes for this flow."""
+
+    def packed(address: str) -> bytes:
+        ip = ipaddress.ip_address(address)
+        return ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
+
+    return (
+        packed(key.local)
+        + packed(key.remote)
+        + _PORTS.pack(key.local_port, key.remote_port)
+        + bytes([key.protocol, 0, 0, 0])
+    )
+
+
+class FlowTable:
+    """Harvest the kernel's flow table: read and delete every entry, a batch syscall at a time.
+
+    `created` returns the kernel's count of entries made so far. The buffers are allocated once,
+    for a full table; a harvest does not allocate them again.
+    """
+
+    def __init__(self, map_fd: int, size: int, created: Callable[[], int]) -> None:
+        self.size = size
+        self._fd = map_fd
+        self._created = created
+        self._keys = ctypes.create_string_buffer(size * KEY_SIZE)
+        self._values = ctypes.create_string_buffer(size * _COUNTS.size)
+        self.harvested = 0  # entries read since load
+        self.dropped = 0  # entries evicted before a harvest read them, since load
+
+    def harvest(self) -> dict[bytes, Counts]:
+        """Each flow's traffic since the last harvest, by raw key (decode_key names it)."""
+        # Read the count first: an entry made after it and harvested now lowers the difference
+        # until the next harvest, never raises it into a false drop.
+        created = self._created()
+        count = self._read_and_delete()
+        self.harvested += count
+        self.dropped = max(self.dropped, created - self.harvested)
+        keys = ctypes.string_at(self._keys, count * KEY_SIZE)
+        values = ctypes.string_at(self._values, count * _COUNTS.size)
+        return {
+            keys[i * KEY_SIZE : (i + 1) * KEY_SIZE]: (rx_p, rx_b, tx_p, tx_b)
+            for i, (rx_p, tx_p, rx_b, tx_b) in enumerate(_COUNTS.iter_unpack(values))
+        }
+
+    def reset(self) -> None:
+        """Empty the table and start counting drops from zero."""
+        self._read_and_delete()
+        self.harvested = self._created()
+        self.dropped = 0
+
+    def _read_and_delete(self) -> int:
+        """Move entries into the buffers until the table is empty or they are full."""
+        batch = libbpf.lib().bpf_map_lookup_and_delete_batch
+        token = ctypes.c_uint32()  # where the kernel's walk of the buckets stopped
+        total = 0
+        while total < self.size:
+            count = ctypes.c_uint32(self.size - total)
+            rc = batch(
+                self._fd,
+                ctypes.byref(token) if total else None,
+                ctypes.byref(token),
+                ctypes.addressof(self._keys) + total * KEY_SIZE,
+                ctypes.addressof(self._values) + total * _COUNTS.size,
+                ctypes.byref(count),
+                None,
+            )
+            total += count.value
+            # ENOENT: every bucket walked. ENOSPC: the next bucket does not fit what is left of
+            # the buffers, and no progress: either way the rest waits for the next harvest.
+            if rc in (-errno.ENOENT, -errno.ENOSPC) or (rc == 0 and count.value == 0):
+                break
+            libbpf.check(rc, "reading the flow table")
+        return total
