@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 from bpf import attach
-from bpf.classes import ALL_COUNTER_NAMES, DEFAULT_APP_PORTS
+from bpf.classes import ALL_COUNTER_NAMES, DEFAULT_APP_PORTS, HEALTH_NAMES
 from bpf.errors import PreflightError
 from bpf.flows import Counts
 from bpf.iface_lock import CLSACT_NOTE, InterfaceLock
@@ -67,7 +67,8 @@ class TrafficCounter:
     socket-buffer path), or auto (native XDP where it pays, else skb; see attach_native_xdp).
     `app_ports` overrides DEFAULT_APP_PORTS class by class ({"http": [80, 8080]} keeps https and
     dns as they are; an empty list turns a class off). `flow_table` entries hold the flows
-    between two harvests; 0 turns flows off.
+    between two harvests; 0 turns flows off. Without `tcp_health` no tracepoint is attached and
+    its counters stay zero (it costs a few percent of TCP throughput: see the README).
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class TrafficCounter:
         egress: bool = True,
         app_ports: Mapping[str, Iterable[int]] = DEFAULT_APP_PORTS,
         flow_table: int = DEFAULT_FLOW_TABLE,
+        tcp_health: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -86,7 +88,7 @@ class TrafficCounter:
         self.flow_table = flow_table
         self.app_ports = {**DEFAULT_APP_PORTS, **{k: tuple(v) for k, v in app_ports.items()}}
         self._program: Program | None = None
-        self._health = TcpHealth(iface)
+        self._health = TcpHealth(iface) if tcp_health else None
         self._lock = InterfaceLock(iface)
         self._ifindex = 0
         self._got_mode: str | None = None  # native or skb, set while attached
@@ -144,12 +146,14 @@ class TrafficCounter:
             self._release_qdisc()
         if self._owns_qdisc:
             self._lock.note(CLSACT_NOTE)
-        self._health.attach()
+        if self._health:
+            self._health.attach()
         log.info(
-            "counting %s: ingress by %s, egress %s",
+            "counting %s: ingress by %s, egress %s, TCP health %s",
             self.iface,
             "native XDP" if self._native_xdp else "TC (skb mode)",
             "by TC" if self.egress else "off",
+            "on" if self._health else "off",
         )
         return "native" if self._native_xdp else "skb"
 
@@ -160,7 +164,8 @@ class TrafficCounter:
             return dict.fromkeys(ALL_COUNTER_NAMES, 0)
         flows = self._program.flows
         dropped = {"flows_dropped": flows.dropped if flows else 0}
-        return {**self._program.read(), **self._health.read(), **dropped}
+        health = self._health.read() if self._health else dict.fromkeys(HEALTH_NAMES, 0)
+        return {**self._program.read(), **health, **dropped}
 
     def harvest_flows(self) -> dict[bytes, Counts]:
         """Each flow's traffic since the last harvest (bpf/flows.py); empty with flows off."""
@@ -170,7 +175,8 @@ class TrafficCounter:
 
     def detach(self) -> None:
         """Remove exactly what attach() added; idempotent, and never raises for a cleanup step."""
-        self._health.detach()
+        if self._health:
+            self._health.detach()
         for side, tc in self._filters.items():
             try:
                 attach.detach_tc(self.iface, self._ifindex, side, tc.prog_id)
