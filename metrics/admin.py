@@ -1,4 +1,5 @@
-"""History in the Django admin: runs, samples and both rollup tiers, read-only, in human units.
+"""History in the Django admin: runs, samples, both rollup tiers and each minute's top flows,
+read-only, in human units.
 
 The sample and rollup tables hold millions of rows, so every changelist here avoids what the
 admin does by default on a big table: the unfiltered COUNT(*) (``show_full_result_count``), a
@@ -25,7 +26,16 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 
 from bpf.classes import ALL_COUNTER_NAMES
-from metrics.models import PEAKS, HourRollup, MinuteRollup, Rollup, Sample, SamplerRun
+from metrics.models import (
+    PEAKS,
+    FlowMinute,
+    HourRollup,
+    MinuteRollup,
+    Rollup,
+    Sample,
+    SamplerRun,
+)
+from metrics.talkers import COUNTS, ENDS, protocol_name
 from metrics.units import format_bps, format_bytes, format_duration
 
 # Rows fetched per query while a CSV export streams: memory stays flat on any table size.
@@ -345,3 +355,56 @@ class RollupAdmin(CsvExportAdmin, ReadOnlyAdmin):
 
 admin.site.register(MinuteRollup, RollupAdmin)
 admin.site.register(HourRollup, RollupAdmin)
+
+
+def endpoint(address: str, port: int) -> str:
+    """address:port ([address]:port for IPv6); the address alone for a protocol without ports."""
+    if not port:
+        return address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+@admin.register(FlowMinute)
+class FlowMinuteAdmin(CsvExportAdmin, ReadOnlyAdmin):
+    """Each minute's top flows as the sampler stored them (/api/flows/top sums them per flow)."""
+
+    list_display = (
+        "minute",
+        "interface",
+        "protocol_name",
+        "local_end",
+        "remote_end",
+        "received",
+        "sent",
+        "rx_packets",
+        "tx_packets",
+    )
+    list_filter = (InterfaceFilter,)
+    date_hierarchy = "start"
+    ordering = ("-start", "-rx_bytes")
+    show_full_result_count = False
+    csv_fields = ("start", "interface", *ENDS, *COUNTS)
+
+    @admin.display(description="minute (UTC)", ordering="start")
+    def minute(self, flow: FlowMinute) -> str:
+        return f"{flow.start:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="protocol", ordering="protocol")
+    def protocol_name(self, flow: FlowMinute) -> str:
+        return protocol_name(flow.protocol)
+
+    @admin.display(description="local", ordering="local")
+    def local_end(self, flow: FlowMinute) -> str:
+        return endpoint(flow.local, flow.local_port)
+
+    @admin.display(description="remote", ordering="remote")
+    def remote_end(self, flow: FlowMinute) -> str:
+        return endpoint(flow.remote, flow.remote_port)
+
+    @admin.display(description="received", ordering="rx_bytes")
+    def received(self, flow: FlowMinute) -> str:
+        return format_bytes(flow.rx_bytes)
+
+    @admin.display(description="sent", ordering="tx_bytes")
+    def sent(self, flow: FlowMinute) -> str:
+        return format_bytes(flow.tx_bytes)

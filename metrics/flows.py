@@ -95,7 +95,8 @@ class FlowTracker:
 
     def live_rows(self) -> list[dict[str, Any]]:
         """The top flows by bytes over 2 s, then 10 s, then 40 s, with their rates."""
-        seconds = [sum(i.elapsed for i in list(self.recent)[-span:]) for span in self.spans]
+        # Never 0 in practice (monotonic time moves between ticks); 1 s keeps a rate finite.
+        seconds = [sum(i.elapsed for i in list(self.recent)[-span:]) or 1.0 for span in self.spans]
 
         def rank(key: bytes) -> tuple[int, ...]:
             return tuple(sums[key][1] + sums[key][3] if key in sums else 0 for sums in self.sums)

@@ -290,7 +290,8 @@ class FlowMinute(FlowColumns):
 
     class Meta:
         ordering = ["-start"]
-        indexes = [models.Index(fields=["interface", "start"])]
+        # As Sample's: one interface's range, and the admin's newest-first list of all.
+        indexes = [models.Index(fields=["interface", "start"]), models.Index(fields=["start"])]
 
     def __str__(self) -> str:
         return f"{self.local}:{self.local_port} - {self.remote}:{self.remote_port}"

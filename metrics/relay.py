@@ -5,6 +5,7 @@ one relay task (while it has WebSocket clients) that looks for newly written sam
 a second and sends them to the in-memory channel layer's group. Rows are append-only and a run's
 ``last_sample`` moves in the same transaction as its counters, so the totals sent with each
 sample are exactly those at the time it was written, whatever the database's isolation level.
+Each run's live flows are read once a poll, and go with its newest sample.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from bpf.classes import ALL_COUNTER_NAMES
-from metrics.api.serializers import RealtimeSerializer
+from metrics.api.serializers import LiveFlowsSerializer, RealtimeSerializer
 from metrics.models import SamplerRun
 from metrics.snapshot import Snapshot
+from metrics.talkers import LiveTable, live_tables
 
 log = logging.getLogger("netmetrics.relay")
 
@@ -32,14 +34,21 @@ POLL_SECONDS = 0.2
 ACTIVE_WINDOW = timedelta(minutes=5)
 
 
-def sample_message(snapshot: Snapshot) -> dict[str, Any]:
-    """One live message: the realtime endpoint's JSON plus its type."""
-    return {"type": "sample", **RealtimeSerializer(snapshot).data}
+def sample_message(snapshot: Snapshot, flows: LiveTable | None) -> dict[str, Any]:
+    """One live message: the realtime endpoint's JSON, its type, and /api/flows/live's JSON
+    (None on a sample that a newer one of the same run follows in the same poll)."""
+    return {
+        "type": "sample",
+        **RealtimeSerializer(snapshot).data,
+        "flows": None if flows is None else LiveFlowsSerializer(flows).data,
+    }
 
 
 def latest_message(interface: str | None) -> dict[str, Any] | None:
     run = SamplerRun.objects.latest_for(interface)
-    return sample_message(Snapshot.latest(run, timezone.now())) if run else None
+    if run is None:
+        return None
+    return sample_message(Snapshot.latest(run, timezone.now()), live_tables([run])[run.pk])
 
 
 class SampleRelay:
@@ -86,9 +95,9 @@ class SampleRelay:
     def _new_messages(self) -> list[dict[str, Any]]:
         now = timezone.now()
         out: list[tuple[datetime, dict[str, Any]]] = []
-        for run in self._active_runs():
-            if self.seen.get(run.pk) == run.last_sample_id:
-                continue
+        runs = [run for run in self._active_runs() if self.seen.get(run.pk) != run.last_sample_id]
+        tables = live_tables(runs)
+        for run in runs:
             samples = run.samples.filter(pk__lte=run.last_sample_id).order_by("-pk")
             if run.pk in self.seen:
                 samples = samples.filter(pk__gt=self.seen[run.pk])
@@ -96,14 +105,12 @@ class SampleRelay:
                 samples = samples.filter(timestamp__gte=self.since)
             counters = run.counters()
             running = run.is_running(now)
+            flows: LiveTable | None = tables[run.pk]  # the run's flows now: its newest sample's
             # Newest first: each older sample's totals are the newer totals minus its successor.
             for sample in samples:
-                out.append(
-                    (
-                        sample.timestamp,
-                        sample_message(Snapshot(sample, dict(counters), run.egress, running)),
-                    )
-                )
+                snapshot = Snapshot(sample, dict(counters), run.egress, running)
+                out.append((sample.timestamp, sample_message(snapshot, flows)))
+                flows = None
                 for name in ALL_COUNTER_NAMES:
                     counters[name] -= getattr(sample, name)
             self.seen[run.pk] = run.last_sample_id

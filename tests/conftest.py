@@ -54,3 +54,15 @@ def _browser_unavailable_reason() -> str | None:
 def requires_browser() -> None:
     """For tests that need Chromium and Playwright."""
     _skip_unless_possible("browser", _browser_unavailable_reason())
+
+
+@pytest.fixture
+def api(client):
+    """GET a path of the API: its JSON, once the status is the one expected."""
+
+    def get(path: str, status: int = 200):
+        response = client.get(path)
+        assert response.status_code == status, response.content
+        return response.json()
+
+    return get

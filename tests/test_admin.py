@@ -12,7 +12,7 @@ from django.http import StreamingHttpResponse
 from django.test import AsyncClient, Client
 
 from bpf.classes import ALL_COUNTER_NAMES
-from metrics.models import PEAKS, HourRollup, MinuteRollup, Sample, SamplerRun
+from metrics.models import PEAKS, FlowMinute, HourRollup, MinuteRollup, Sample, SamplerRun
 from metrics.units import format_duration
 from tests.samples import T0, at, counters, start_run
 
@@ -22,6 +22,7 @@ SAMPLES = "/admin/metrics/sample/"
 MINUTES = "/admin/metrics/minuterollup/"
 HOURS = "/admin/metrics/hourrollup/"
 RUNS = "/admin/metrics/samplerrun/"
+FLOWS = "/admin/metrics/flowminute/"
 
 
 @pytest.fixture
@@ -293,7 +294,7 @@ def test_admin_header_links_to_the_dashboard(admin_client: Client) -> None:
 # --------------------------------------------------------------------------------- speed
 
 
-@pytest.mark.parametrize("url", [SAMPLES, MINUTES, HOURS, RUNS])
+@pytest.mark.parametrize("url", [SAMPLES, MINUTES, HOURS, RUNS, FLOWS])
 def test_a_full_page_costs_a_fixed_number_of_queries(
     admin_client: Client, django_assert_max_num_queries, url: str
 ) -> None:
@@ -303,6 +304,87 @@ def test_a_full_page_costs_a_fixed_number_of_queries(
     for hour in range(100):
         run = start_run(("eth0", "eth1")[hour % 2], started_at=at(hour * 3600))
         run.record(counters(rx_total_bytes=1000), at(hour * 3600 + 1), 1.0)
+        FlowMinute.objects.create(
+            interface=run.interface,
+            start=at(hour * 3600),
+            protocol=6,
+            local="10.0.0.1",
+            local_port=hour,
+            remote="10.0.0.2",
+            remote_port=443,
+        )
     with django_assert_max_num_queries(10):
         response = admin_client.get(url)
     assert len(rows(response)) == 100
+
+
+# --------------------------------------------------------------------------------- flows
+
+
+@pytest.fixture
+def flow_minutes() -> None:
+    """eth0: a download at 12:00, SSH over IPv6 and an IPv6 ping at 12:01; veth9: DNS."""
+    rows = [
+        ("eth0", 0, 6, "10.0.0.1", 50000, "93.184.216.34", 443, (900, 1_250_000, 450, 30_000)),
+        ("eth0", 60, 6, "2001:db8::1", 40000, "2001:db8::2", 22, (10, 1000, 10, 1000)),
+        ("eth0", 60, 58, "2001:db8::1", 0, "2001:db8::2", 0, (1, 104, 1, 104)),
+        ("veth9", 60, 17, "10.0.0.1", 5353, "10.0.0.53", 53, (1, 90, 1, 60)),
+    ]
+    for interface, second, protocol, local, local_port, remote, remote_port, counts in rows:
+        rx_packets, rx_bytes, tx_packets, tx_bytes = counts
+        FlowMinute.objects.create(
+            interface=interface,
+            start=at(second),
+            protocol=protocol,
+            local=local,
+            local_port=local_port,
+            remote=remote,
+            remote_port=remote_port,
+            rx_packets=rx_packets,
+            rx_bytes=rx_bytes,
+            tx_packets=tx_packets,
+            tx_bytes=tx_bytes,
+        )
+    start_run("eth0")  # the interface filter's choices come from the runs
+    start_run("veth9")
+
+
+def test_flow_minutes_newest_first_in_human_units(admin_client: Client, flow_minutes) -> None:
+    response = admin_client.get(FLOWS + "?interface=eth0")
+    assert [f.start for f in rows(response)] == [at(60), at(60), at(0)]
+    page = response.content.decode()
+    assert "2026-11-27 12:01</a>" in page
+    assert cell("protocol_name", "tcp") in page and cell("protocol_name", "icmpv6") in page
+    assert cell("local_end", "10.0.0.1:50000") in page
+    assert cell("remote_end", "93.184.216.34:443") in page
+    assert cell("local_end", "[2001:db8::1]:40000") in page
+    assert cell("remote_end", "2001:db8::2") in page  # ICMPv6: no port
+    assert cell("received", "1.19 MiB") in page and cell("sent", "29.3 KiB") in page
+    assert "10.0.0.53" not in page
+
+
+def test_flow_minutes_export_as_csv(admin_client: Client, flow_minutes) -> None:
+    exported = read_csv(admin_client.get(FLOWS + "export.csv?interface=veth9"))
+    assert exported == [
+        {
+            "start": "2026-11-27T12:01:00+00:00",
+            "interface": "veth9",
+            "protocol": "17",
+            "local": "10.0.0.1",
+            "local_port": "5353",
+            "remote": "10.0.0.53",
+            "remote_port": "53",
+            "rx_packets": "1",
+            "rx_bytes": "90",
+            "tx_packets": "1",
+            "tx_bytes": "60",
+        }
+    ]
+
+
+def test_flow_minutes_are_read_only(admin_client: Client, flow_minutes) -> None:
+    pk = FlowMinute.objects.first().pk
+    assert admin_client.get(FLOWS + "add/").status_code == 403
+    assert admin_client.post(f"{FLOWS}{pk}/change/", {"interface": "hacked"}).status_code == 403
+    assert admin_client.post(f"{FLOWS}{pk}/delete/", {"post": "yes"}).status_code == 403
+    assert FlowMinute.objects.count() == 4

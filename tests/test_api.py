@@ -14,16 +14,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api(client: Client):
-    def get(path: str, status: int = 200):
-        response = client.get(path)
-        assert response.status_code == status, response.content
-        return response.json()
-
-    return get
-
-
-@pytest.fixture
 def two_samples():
     """eth0: 1000 B / 10 pkts in, 500 B / 5 out in the first second; then 2000/20 in, 1000/10
     out over the next two seconds, of which TCP to 443 is half the bytes."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from metrics.hostnames import known_name
 from tests.processes import ROOT, Managed, migrated_env, wait_for
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -38,18 +39,26 @@ CHROMIUM_ARGS = [
 WRITER = r"""
 import json, math, os, sys
 from datetime import timedelta
+from django.db import transaction
 from django.utils import timezone
 from bpf.classes import ALL_COUNTER_NAMES
-from metrics.models import SamplerRun
+from metrics.models import LiveFlows, SamplerRun
 
 runs, totals = {}, {}
 
 
-def write(key, delta, when, elapsed):
+# A sample, and with flows the run's live top-talkers table, in one transaction as the sampler
+# writes them.
+def write(key, delta, when, elapsed, flows=None):
     cumulative = totals[key]
     for name, value in delta.items():
         cumulative[name] += value
-    runs[key].record(cumulative, when, elapsed)
+    with transaction.atomic():
+        runs[key].record(cumulative, when, elapsed)
+        if flows is not None:
+            LiveFlows.objects.update_or_create(
+                run=runs[key], defaults={"timestamp": when, "seconds": 40.0, **flows}
+            )
 
 
 def traffic(i, scale):
@@ -83,12 +92,13 @@ for line in sys.stdin:
             runs[key] = SamplerRun.objects.create(
                 interface=cmd["iface"], mode=cmd.get("mode", "native"),
                 egress=cmd.get("egress", True), interval=1.0, pid=os.getpid(),
+                flow_table=cmd.get("flow_table", 16384),
                 started_at=now - timedelta(seconds=cmd.get("ago", 0)),
             )
             totals[key] = {name: 0 for name in ALL_COUNTER_NAMES}
         elif op == "add":
             write(cmd["key"], cmd["delta"], now - timedelta(seconds=cmd.get("ago", 0)),
-                  cmd.get("elapsed", 1.0))
+                  cmd.get("elapsed", 1.0), cmd.get("flows"))
         elif op == "seed":
             every, elapsed = cmd["every"], cmd.get("elapsed", cmd["every"])
             ago = cmd["from_ago"]
@@ -222,6 +232,59 @@ ETH1_DELTA = {  # no egress: the tx counters stay 0
 }
 
 
+def stored_flow(
+    protocol: int, local: str, local_port: int, remote: str, remote_port: int, rx: list, tx: list
+) -> dict[str, Any]:
+    """One LiveFlows entry as the sampler stores it (metrics/flows.py): rx and tx bit/s over the
+    last 2, 10 and 40 s, and the 40 s counts, here with 1,000-byte packets."""
+    flow = {"protocol": protocol, "local": local, "local_port": local_port, "remote": remote}
+    flow["remote_port"] = remote_port
+    for direction, bps in (("rx", rx), ("tx", tx)):
+        flow[f"{direction}_bps"] = bps
+        flow[f"{direction}_pps"] = [rate / 8000 for rate in bps]
+        flow[f"{direction}_bytes"] = int(bps[2] * 40 / 8)
+        flow[f"{direction}_packets"] = flow[f"{direction}_bytes"] // 1000
+    return flow
+
+
+# The top first, as the sampler ranks them; the expected rows below are what the table shows.
+TCP6 = stored_flow(
+    6, "2001:db8::1", 443, "2001:db8::5", 51234, [1_250_000, 800_000, 400_000], [96_000, 64_000, 0]
+)
+UDP_LOCALHOST = stored_flow(17, "127.0.0.1", 53, "192.0.2.7", 33333, [8e3, 0, 2e3], [0, 0, 999])
+ICMP = stored_flow(1, "192.0.2.10", 0, "198.51.100.9", 0, [1e3, 1e3, 1e3], [1e3, 1e3, 800])
+GRE = stored_flow(47, "192.0.2.10", 0, "203.0.113.1", 0, [0, 0, 0], [2e6, 10, 12_345_678])
+TCP6_ROW = [
+    "[2001:db8::1]:443", "←", "[2001:db8::5]:51234", "TCP",
+    "1.25 Mbit/s", "800 kbit/s", "400 kbit/s", "96.0 kbit/s", "64.0 kbit/s", "0 bit/s",
+]  # fmt: skip
+ICMP_ROW = [
+    "192.0.2.10", "⇄", "198.51.100.9", "ICMP",
+    "1.00 kbit/s", "1.00 kbit/s", "1.00 kbit/s", "1.00 kbit/s", "1.00 kbit/s", "800 bit/s",
+]  # fmt: skip
+GRE_ROW = [
+    "192.0.2.10", "→", "203.0.113.1", "47",
+    "0 bit/s", "0 bit/s", "0 bit/s", "2.00 Mbit/s", "10.0 bit/s", "12.3 Mbit/s",
+]  # fmt: skip
+
+
+# What the screenshots show: a busy desktop's top talkers.
+BUSY_FLOWS = [
+    stored_flow(6, "192.0.2.10", 50432, "198.51.100.20", 443, [48e6, 31e6, 12e6], [1e6, 7e5, 3e5]),
+    stored_flow(17, "2001:db8::10", 41000, "2001:db8:4860::8888", 443, [9e6, 6e6, 4e6], [4e5] * 3),
+    stored_flow(6, "192.0.2.10", 22, "203.0.113.50", 61022, [2.4e4, 3e4, 2e4], [4e5, 2e5, 9e4]),
+    stored_flow(17, "127.0.0.1", 53, "127.0.0.1", 40001, [3e3, 1.2e3, 800], [3e3, 1.2e3, 800]),
+    stored_flow(17, "192.0.2.10", 123, "198.51.100.123", 123, [0, 100, 25], [0, 100, 25]),
+    stored_flow(58, "2001:db8::10", 0, "2001:db8::1", 0, [0, 0, 16], [0, 0, 16]),
+]
+
+
+def flow_rows(page) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#flows-table tbody tr", "rows => rows.map((r) => [...r.cells].map((c) => c.textContent))"
+    )
+
+
 def card_values(page) -> dict[str, str]:
     return page.evaluate(
         """() => Object.fromEntries(['bandwidth', 'pps', 'tcp', 'https'].map((c) =>
@@ -260,7 +323,7 @@ def world(requires_browser, tmp_path_factory) -> Iterator[dict[str, Any]]:
         writer("seed", key="eth0", from_ago=270, to_ago=3, every=1, scale=600_000)
         writer("add", key="eth0", delta=ETH0_DELTA, ago=2)
         # eth1: a second interface with a few samples.
-        writer("start", key="eth1", iface="eth1", egress=False, ago=60)
+        writer("start", key="eth1", iface="eth1", egress=False, flow_table=0, ago=60)
         for ago in (5, 4, 3):
             writer("add", key="eth1", delta=ETH1_DELTA, ago=ago)
         site.start()
@@ -498,6 +561,65 @@ def test_the_websocket_reconnects_after_the_server_restarts(world, open_page) ->
     )
 
 
+def test_the_top_talkers_table_follows_the_live_flows(world, open_page) -> None:
+    writer = world["writer"]
+    view = open_page()
+    page = view.page
+    live(page)
+    four = {"dropped": 0, "flows": [TCP6, UDP_LOCALHOST, ICMP, GRE]}
+    writer("add", key="eth0", delta=ETH0_DELTA, flows=four)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#flows-table tbody tr').length === 4", timeout=2_000
+    )
+    # The web server names addresses from its hosts file only, as metrics/hostnames.py does.
+    local = known_name("127.0.0.1") or "127.0.0.1"
+    udp_row = [f"{local}:53", "←", "192.0.2.7:33333", "UDP"]
+    udp_row += ["8.00 kbit/s", "0 bit/s", "2.00 kbit/s", "0 bit/s", "0 bit/s", "999 bit/s"]
+    assert flow_rows(page) == [TCP6_ROW, udp_row, ICMP_ROW, GRE_ROW]
+    assert page.is_visible("#flows-table") and page.is_hidden("#flows-msg")
+    assert page.is_hidden("#flows-dropped")
+    assert page.get_attribute("#flows-table tbody tr:first-child td[data-dir=tx]", "title") == (
+        "12 pkt/s"  # 96 kbit/s of 1,000-byte packets, over the last 2 s
+    )
+
+    # A new order and flows dropped: the rows are reused, the warning shows.
+    page.evaluate("() => { window.firstRow = document.querySelector('#flows-table tbody tr'); }")
+    writer("add", key="eth0", delta=ETH0_DELTA, flows={"dropped": 3, "flows": [GRE, TCP6]})
+    page.wait_for_selector('#flows-dropped[data-dropped="3"]', timeout=2_000)
+    assert page.text_content("#flows-dropped") == (
+        "3 flows dropped from the kernel's flow table in the last 40 s — the top list is"
+        " incomplete; raise --flow-table"
+    )
+    assert page.is_visible("#flows-dropped")
+    assert flow_rows(page) == [GRE_ROW, TCP6_ROW]
+    assert page.evaluate(
+        "() => document.querySelector('#flows-table tbody tr') === window.firstRow"
+    )
+    # A message without flows (a sample that a newer one follows at once) changes nothing.
+    page.evaluate("() => window.netmetrics.flows.update(null)")
+    assert flow_rows(page) == [GRE_ROW, TCP6_ROW]
+
+    # At a phone's width the table scrolls inside its panel; the page does not.
+    page.set_viewport_size({"width": 390, "height": 844})
+    wrap = page.locator("#flows .table-wrap")
+    assert wrap.evaluate("(el) => el.scrollWidth > el.clientWidth")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+
+    # Nothing in the window: the message instead of the table, no warning.
+    writer("add", key="eth0", delta=ETH0_DELTA, flows={"dropped": 0, "flows": []})
+    page.wait_for_selector('#flows[data-state="empty"]', timeout=2_000)
+    assert page.text_content("#flows-msg") == "No flows in the last 40 s"
+    assert page.is_visible("#flows-msg") and page.is_hidden("#flows-table")
+    assert page.is_hidden("#flows-dropped")
+    assert flow_rows(page) == []
+
+    # eth1's sampler runs with --no-flows.
+    page.select_option("#iface-select", "eth1")
+    page.wait_for_selector('#flows[data-state="off"]')
+    assert page.text_content("#flows-msg") == "Flows are off for this sampler (--no-flows)"
+    assert page.is_hidden("#flows-table") and page.is_hidden("#flows-dropped")
+
+
 @pytest.mark.parametrize(
     "name, viewport, scheme",
     [
@@ -507,6 +629,8 @@ def test_the_websocket_reconnects_after_the_server_restarts(world, open_page) ->
     ],
 )
 def test_screenshots(world, open_page, name: str, viewport: dict, scheme: str) -> None:
+    busy = {"dropped": 0, "flows": BUSY_FLOWS}
+    world["writer"]("add", key="eth0", delta=ETH0_DELTA, flows=busy)
     world["writer"]("seed", key="eth0", from_ago=0, to_ago=0, every=1, scale=600_000)
     view = open_page(viewport=viewport, color_scheme=scheme, device_scale_factor=1)
     page = view.page
@@ -515,6 +639,7 @@ def test_screenshots(world, open_page, name: str, viewport: dict, scheme: str) -
     page.wait_for_function(
         "() => Number(document.getElementById('live-bandwidth').dataset.points) >= 200"
     )
+    page.wait_for_selector('#flows[data-state="ok"]')
     # Nothing sticks out sideways at any width.
     assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
     ARTIFACTS.mkdir(exist_ok=True)

@@ -5,6 +5,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+from metrics.models import LiveFlows
 from metrics.relay import relay
 from netmetrics.asgi import application
 from tests.samples import counters, start_run
@@ -117,3 +118,40 @@ def test_foreign_origin_is_refused() -> None:
         return connected
 
     assert scenario() is False
+
+
+def test_messages_carry_the_runs_live_flows() -> None:
+    """On connect and with the newest sample of each poll: /api/flows/live's JSON for the run."""
+    now = timezone.now()
+    run = start_run(started_at=now)
+    run.flow_table = 4096
+    run.save(update_fields=["flow_table"])
+    run.record(counters(rx_total_packets=2, rx_total_bytes=200), now, 1.0)
+    row = {
+        "protocol": 6,
+        "local": "2001:db8::1",
+        "local_port": 443,
+        "remote": "2001:db8::2",
+        "remote_port": 50000,
+        **{f"{d}_{unit}": [1.0, 2.0, 3.0] for d in ("rx", "tx") for unit in ("bps", "pps")},
+        **{f"{d}_{unit}": 7 for d in ("rx", "tx") for unit in ("packets", "bytes")},
+    }
+    LiveFlows.objects.create(run=run, timestamp=now, seconds=1.0, dropped=0, flows=[row])
+
+    @async_to_sync
+    async def scenario() -> list[dict]:
+        ws = connect("/ws/metrics/")
+        assert (await ws.connect())[0]
+        received = [await ws.receive_json_from(timeout=2)]
+        await sync_to_async(run.record)(
+            counters(rx_total_packets=5, rx_total_bytes=500), timezone.now(), 1.0
+        )
+        received.append(await ws.receive_json_from(timeout=2))
+        await ws.disconnect()
+        return received
+
+    for message in scenario():
+        assert message["type"] == "sample" and message["flows"]["flow_table"] == 4096
+        [flow] = message["flows"]["flows"]
+        assert (flow["protocol"], flow["protocol_number"], flow["local_port"]) == ("tcp", 6, 443)
+        assert flow["rx_bps"] == [1.0, 2.0, 3.0] and flow["remote_name"] is None

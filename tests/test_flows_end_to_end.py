@@ -105,9 +105,10 @@ def pair(requires_bpf) -> Iterator[VethPair]:
         yield pair
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict[str, str]:
-    return migrated_env(tmp_path_factory.mktemp("flows") / "netmetrics.sqlite3")
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """A database of each test's own: flow minutes of one interface do not say which run."""
+    return migrated_env(tmp_path / "netmetrics.sqlite3")
 
 
 def live_flows(env: dict[str, str], run: int) -> dict[tuple, dict]:

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
-from metrics.models import HourRollup, MinuteRollup, Sample
+from metrics.models import FlowMinute, HourRollup, MinuteRollup, Sample
 from metrics.retention import prune
 from tests.samples import at, counters, start_run
 
@@ -86,11 +86,15 @@ def test_rebuild_leaves_buckets_whose_early_samples_are_gone() -> None:
         "samples": timedelta(minutes=1),
         "minutes": timedelta(hours=1),
         "hours": timedelta(days=1),
+        "flows": timedelta(minutes=5),
     }
 )
 def test_prune_deletes_expired_rows_in_batches_per_interface() -> None:
     run = start_run()
     record_seconds(run, 0, 150)
+    flow = {"protocol": 17, "local": "10.0.0.1", "local_port": 53, "remote": "10.0.0.2"}
+    for minute in range(3):
+        FlowMinute.objects.create(interface="eth0", start=at(60 * minute), remote_port=1, **flow)
     other = start_run("veth1")
     record_seconds(other, 0, 5)
     now = at(150)
@@ -104,8 +108,10 @@ def test_prune_deletes_expired_rows_in_batches_per_interface() -> None:
     )
     assert Sample.objects.filter(interface="veth1").count() == 5  # another interface's rows
     assert MinuteRollup.objects.filter(interface="eth0").count() == 3  # within the hour
-    assert prune("eth0", at(3600 * 2), batch=1000) == 60 + 3  # then the minutes expire too
+    assert FlowMinute.objects.count() == 3  # flows are kept 5 minutes
+    assert prune("eth0", at(3600 * 2), batch=1000) == 60 + 3 + 3  # then minutes and flows expire
     assert not MinuteRollup.objects.filter(interface="eth0").exists()
+    assert not FlowMinute.objects.exists()
     assert HourRollup.objects.filter(interface="eth0").count() == 1
     run.refresh_from_db()
     assert run.last_sample is None and run.rx_total_bytes > 0  # the run keeps its totals

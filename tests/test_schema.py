@@ -21,7 +21,7 @@ from django.core.wsgi import get_wsgi_application
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 
-from metrics.models import SamplerRun
+from metrics.models import FlowMinute, LiveFlows, MinuteRollup, SamplerRun
 from tests.samples import counters, start_run
 
 pytestmark = pytest.mark.django_db
@@ -52,12 +52,50 @@ def _record_run(iface: str, egress: bool, seconds: int, ago: timedelta) -> Sampl
     return run
 
 
+def _record_flows(run: SamplerRun) -> None:
+    """Flows on for run: a live table, and the same flow (over IPv4, and over IPv6 to an
+    unnamed protocol) in each of the last three minutes."""
+    run.flow_table = 4096
+    run.save(update_fields=["flow_table"])
+    ends = {"local_port": 50000, "remote_port": 443}
+    counts = {"rx_packets": 9, "rx_bytes": 9000, "tx_packets": 3, "tx_bytes": 300}
+    LiveFlows.objects.create(
+        run=run,
+        timestamp=run.last_sample.timestamp,
+        seconds=40.0,
+        dropped=1,
+        flows=[
+            {
+                "protocol": 6,
+                "local": "10.0.0.1",
+                "remote": "10.0.0.2",
+                **ends,
+                **{f"{d}_{u}": [8.0, 4.0, 2.0] for d in ("rx", "tx") for u in ("bps", "pps")},
+                **counts,
+            }
+        ],
+    )
+    minute = MinuteRollup.bucket_start(timezone.now())
+    for ago in range(3):
+        start = minute - timedelta(minutes=ago)
+        for protocol, local, remote in [(6, "10.0.0.1", "10.0.0.2"), (132, "fd00::1", "fd00::2")]:
+            FlowMinute.objects.create(
+                interface=run.interface,
+                start=start,
+                protocol=protocol,
+                local=local,
+                remote=remote,
+                **ends,
+                **counts,
+            )
+
+
 @pytest.fixture
 def sampled() -> None:
-    """eth0: an old stopped run and a current one (with egress); wlan0: ingress only."""
+    """eth0: an old stopped run and a current one (with egress, and flows); wlan0: ingress only."""
     old = _record_run("eth0", egress=True, seconds=30, ago=timedelta(hours=3))
     old.stop(timezone.now() - timedelta(hours=3))
-    _record_run("eth0", egress=True, seconds=90, ago=timedelta(seconds=0))
+    _record_flows(_record_run("eth0", egress=True, seconds=90, ago=timedelta(seconds=0)))
     _record_run("wlan0", egress=False, seconds=20, ago=timedelta(minutes=5))
 
 

@@ -7,9 +7,12 @@ from typing import Any
 
 from django.http import QueryDict
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from metrics.durations import parse_duration
+from metrics.flows import WINDOWS
 from metrics.history import (
     DEFAULT_FIELDS,
     DIRECTIONS,
@@ -19,9 +22,11 @@ from metrics.history import (
     auto_step,
     point_count,
 )
+from metrics.hostnames import known_name
 from metrics.models import SamplerRun
 from metrics.snapshot import FIELD_PREFIXES
 from metrics.summary import BEGINNING
+from metrics.talkers import ORDERS, protocol_name
 
 
 def _fields(kind: type[serializers.Field], *suffixes: str) -> dict[str, serializers.Field]:
@@ -151,18 +156,24 @@ class RangeQuerySerializer(InterfaceQuerySerializer):
         return attrs
 
 
+def duration_or_all(value: str) -> None:
+    """A window: a duration (a number and s, m, h or d: 5m, 24h, 7d) up to now, or 'all'."""
+    if value != "all":
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(f"{exc}, or 'all'") from None
+
+
+def window_start(window: str, now: datetime) -> datetime:
+    """Where a window (validated by duration_or_all) that ends now begins."""
+    return BEGINNING if window == "all" else now - parse_duration(window)
+
+
 class SummaryQuerySerializer(RangeQuerySerializer):
     """?window=5m|1h|24h|7d|30d|all, or ?since=[&until=]; neither: the current sampler run."""
 
-    window = serializers.CharField(required=False, max_length=10)
-
-    def validate_window(self, value: str) -> str:
-        if value != "all":
-            try:
-                parse_duration(value)
-            except ValueError as exc:
-                raise serializers.ValidationError(f"{exc}, or 'all'") from None
-        return value
+    window = serializers.CharField(required=False, max_length=10, validators=[duration_or_all])
 
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
@@ -176,10 +187,8 @@ class SummaryQuerySerializer(RangeQuerySerializer):
         """The window's label, start and end; None for the current run."""
         data = self.validated_data
         window = data.get("window")
-        if window == "all":
-            return window, BEGINNING, now
         if window is not None:
-            return window, now - parse_duration(window), now
+            return window, window_start(window, now), now
         if "since" in data:
             until = data.get("until", now)
             return f"{data['since'].isoformat()}/{until.isoformat()}", data["since"], until
@@ -253,3 +262,109 @@ class InterfaceSerializer(serializers.Serializer):
     first_sample = serializers.DateTimeField(allow_null=True)
     last_sample = serializers.DateTimeField(allow_null=True)
     run = RunSerializer()
+
+
+class FlowsTopQuerySerializer(InterfaceQuerySerializer):
+    """?window=1h (a duration or all)&by=bytes|packets&limit=1..100."""
+
+    window = serializers.CharField(
+        default="1h",
+        max_length=10,
+        validators=[duration_or_all],
+        help_text="a number and s, m, h or d (5m, 24h, 7d), or all",
+    )
+    by = serializers.ChoiceField(choices=list(ORDERS), default="bytes")
+    limit = serializers.IntegerField(default=20, min_value=1, max_value=100)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class ProtocolNameField(serializers.ReadOnlyField):
+    def to_representation(self, value: int) -> str:
+        return protocol_name(value)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class HostNameField(serializers.ReadOnlyField):
+    def to_representation(self, value: str) -> str | None:
+        return known_name(value)
+
+
+def _name_field(end: str) -> HostNameField:
+    return HostNameField(
+        source=end,
+        allow_null=True,
+        help_text=f"the {end} address's name in the hosts file, else null (never asked of DNS)",
+    )
+
+
+class FlowSerializer(serializers.Serializer):
+    """One flow as the monitored host sees it (local is its side), and its traffic."""
+
+    protocol = ProtocolNameField(help_text="tcp, udp, icmp, icmpv6, else the IP protocol number")
+    protocol_number = serializers.IntegerField(source="protocol")
+    local = serializers.IPAddressField()
+    local_port = serializers.IntegerField(help_text="0 for protocols without ports")
+    local_name = _name_field("local")
+    remote = serializers.IPAddressField()
+    remote_port = serializers.IntegerField(help_text="0 for protocols without ports")
+    remote_name = _name_field("remote")
+    rx_packets = serializers.IntegerField()
+    rx_bytes = serializers.IntegerField()
+    tx_packets = serializers.IntegerField()
+    tx_bytes = serializers.IntegerField()
+
+
+class TopFlowSerializer(FlowSerializer):
+    packets = serializers.IntegerField(help_text="rx_packets + tx_packets")
+    bytes = serializers.IntegerField(help_text="rx_bytes + tx_bytes")
+
+
+class TopFlowsSerializer(serializers.Serializer):
+    interface = serializers.CharField()
+    window = serializers.CharField()
+    since = serializers.DateTimeField(help_text="the first minute counted (the window's, floored)")
+    until = serializers.DateTimeField()
+    by = serializers.ChoiceField(choices=list(ORDERS))
+    limit = serializers.IntegerField()
+    flow_table = serializers.IntegerField(
+        help_text="entries of the kernel's flow table in the interface's latest run; 0: flows off"
+    )
+    flows_dropped = serializers.IntegerField(
+        help_text="flows evicted from the kernel's table before they were read, in the window: "
+        "their traffic is missing from the flows (never from the interface's counters)"
+    )
+    flows = TopFlowSerializer(many=True)
+
+
+def _rates_field(unit: str) -> serializers.ListField:
+    windows = ", ".join(map(str, WINDOWS))
+    return serializers.ListField(
+        child=serializers.FloatField(), help_text=f"{unit} over the last {windows} seconds"
+    )
+
+
+class LiveFlowSerializer(FlowSerializer):
+    """Counts are over the table's whole window (``seconds``)."""
+
+    rx_bps = _rates_field("bits per second received")
+    tx_bps = _rates_field("bits per second sent")
+    rx_pps = _rates_field("packets per second received")
+    tx_pps = _rates_field("packets per second sent")
+
+
+class LiveFlowsSerializer(serializers.Serializer):
+    """A run's top flows now: /api/flows/live, and the "flows" of each live sample message."""
+
+    interface = serializers.CharField()
+    timestamp = serializers.DateTimeField(
+        allow_null=True, help_text="end of the newest interval counted; null: no flows yet or off"
+    )
+    seconds = serializers.FloatField(help_text="the time the counts cover")
+    windows = serializers.ListField(
+        child=serializers.IntegerField(), help_text="the seconds of each rate's averages"
+    )
+    flow_table = serializers.IntegerField(help_text="entries of the kernel's flow table; 0: off")
+    dropped = serializers.IntegerField(
+        help_text="flows evicted from the kernel's table unread within the window"
+    )
+    flows = LiveFlowSerializer(many=True)

@@ -1,4 +1,4 @@
-"""REST endpoints: thin views over metrics.snapshot and metrics.summary."""
+"""REST endpoints: thin views over metrics.snapshot, metrics.summary and metrics.talkers."""
 
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
@@ -14,19 +14,24 @@ from rest_framework.views import APIView
 
 from metrics.api.renderers import FastJSONRenderer, HistoryCSVRenderer
 from metrics.api.serializers import (
+    FlowsTopQuerySerializer,
     HistoryQuerySerializer,
     HistorySerializer,
     InterfaceQuerySerializer,
     InterfaceSerializer,
+    LiveFlowsSerializer,
     RealtimeSerializer,
     SummaryQuerySerializer,
     SummarySerializer,
+    TopFlowsSerializer,
+    window_start,
 )
 from metrics.history import history
 from metrics.interfaces import interface_states
 from metrics.models import SamplerRun
 from metrics.snapshot import Snapshot
 from metrics.summary import run_summary, window_summary
+from metrics.talkers import live_tables, top_flows
 
 NO_SAMPLES = "no samples yet: start the sampler (sudo make run, or manage.py runsampler)"
 
@@ -180,3 +185,33 @@ class InterfacesView(APIView):
     def get(self, request: Request) -> Response:
         states = interface_states(timezone.now())
         return Response(InterfaceSerializer(states, many=True).data)
+
+
+class FlowsTopView(APIView):
+    """An interface's flows with the most bytes or packets over a window, from each minute's top."""
+
+    @extend_schema(
+        parameters=[FlowsTopQuerySerializer], responses={200: TopFlowsSerializer, **ERRORS}
+    )
+    def get(self, request: Request) -> Response:
+        query = FlowsTopQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        interface = _interface(params.get("iface"))
+        now = timezone.now()
+        since = window_start(params["window"], now)
+        top = top_flows(interface, params["window"], since, now, params["by"], params["limit"])
+        return Response(TopFlowsSerializer(top).data)
+
+
+class FlowsLiveView(APIView):
+    """The latest run's top flows over its last 40 seconds, as the live dashboard gets them."""
+
+    @extend_schema(
+        parameters=[InterfaceQuerySerializer], responses={200: LiveFlowsSerializer, **ERRORS}
+    )
+    def get(self, request: Request) -> Response:
+        query = InterfaceQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        run = _latest_run(query.validated_data.get("iface"))
+        return Response(LiveFlowsSerializer(live_tables([run])[run.pk]).data)

@@ -1,6 +1,6 @@
 // netmetrics live dashboard: the WebSocket (with back-off), the cards and tables, the interface
 // selector and sampler status (/api/interfaces), and the run summary. Charts: charts.js and
-// history.js. Server strings are only ever written with textContent.
+// history.js; top talkers: flows.js. Server strings are only ever written with textContent.
 'use strict';
 
 (() => {
@@ -191,6 +191,7 @@
     fill($('cards'), msg);
     fill($('rx-tx-table'), msg);
     fill($('totals-table'), msg);
+    nm.flows.update(msg.flows);
     const when = fmt.parseTs(msg.timestamp);
     const last = $('last-update');
     last.textContent = fmt.dateTime(when);
@@ -375,6 +376,7 @@
     fill($('cards'), {});
     fill($('rx-tx-table'), {});
     fill($('totals-table'), {});
+    nm.flows.reset();
     nm.live.reset();
     if (iface) nm.history.setIface(iface);
     renderInterfaces();
