@@ -10,6 +10,7 @@ Everything here runs as root from a checkout; the scripts put the repo root on s
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -61,6 +62,24 @@ def require(**packages: str) -> None:
     missing = [pkg for cmd, pkg in {"ip": "iproute2", **packages}.items() if not shutil.which(cmd)]
     if missing:
         raise BenchError(f"missing commands: apt-get install -y {' '.join(missing)}")
+
+
+def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
+    """--mode and --sampler-option: how the benches start runsampler (args.sampler_args())."""
+    parser.add_argument(
+        "--mode", choices=["auto", "native", "skb"], default="auto", help="runsampler's --mode"
+    )
+    parser.add_argument(
+        "--sampler-option",
+        action="append",
+        default=[],
+        help="one more runsampler option, e.g. --sampler-option=--no-flows (repeatable)",
+    )
+
+
+def sampler_args(args: argparse.Namespace) -> list[str]:
+    """The runsampler options add_sampler_arguments parsed."""
+    return ["--mode", args.mode, *args.sampler_option]
 
 
 def bench_pair() -> contextlib.AbstractContextManager[VethPair]:

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import ipaddress
 import struct
+from array import array
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -24,8 +25,9 @@ KEY_SIZE = 40
 _PORTS = struct.Struct("!HH")
 _PORTS_OFFSET = 32
 _PROTO_OFFSET = 36
-# struct flow_counts: packets[RX], packets[TX], bytes[RX], bytes[TX].
-_COUNTS = struct.Struct("=4Q")
+# struct flow_counts: packets[RX], packets[TX], bytes[RX], bytes[TX]; one per possible CPU.
+_FIELDS = 4
+_COUNTS_SIZE = 8 * _FIELDS
 
 # A flow's traffic in one interval: rx packets, rx bytes, tx packets, tx bytes.
 Counts = tuple[int, int, int, int]
@@ -70,16 +72,19 @@ def encode_key(key: FlowKey) -> bytes:
 class FlowTable:
     """Harvest the kernel's flow table: read and delete every entry, a batch syscall at a time.
 
-    `created` returns the kernel's count of entries made so far. The buffers are allocated once,
-    for a full table; a harvest does not allocate them again.
+    `created` returns the kernel's count of entries made so far. Each entry holds one set of
+    counts per possible CPU, summed here. The buffers are allocated once, for a full table; a
+    harvest does not allocate them again.
     """
 
     def __init__(self, map_fd: int, size: int, created: Callable[[], int]) -> None:
         self.size = size
         self._fd = map_fd
         self._created = created
+        self._cpus = libbpf.check(libbpf.lib().libbpf_num_possible_cpus(), "possible CPUs")
+        self._value_size = self._cpus * _COUNTS_SIZE
         self._keys = ctypes.create_string_buffer(size * KEY_SIZE)
-        self._values = ctypes.create_string_buffer(size * _COUNTS.size)
+        self._values = ctypes.create_string_buffer(size * self._value_size)
         self.harvested = 0  # entries read since load
         self.dropped = 0  # entries evicted before a harvest read them, since load
 
@@ -92,11 +97,16 @@ class FlowTable:
         self.harvested += count
         self.dropped = max(self.dropped, created - self.harvested)
         keys = ctypes.string_at(self._keys, count * KEY_SIZE)
-        values = ctypes.string_at(self._values, count * _COUNTS.size)
-        return {
-            keys[i * KEY_SIZE : (i + 1) * KEY_SIZE]: (rx_p, rx_b, tx_p, tx_b)
-            for i, (rx_p, tx_p, rx_b, tx_b) in enumerate(_COUNTS.iter_unpack(values))
-        }
+        values = array("Q", ctypes.string_at(self._values, count * self._value_size))
+        width = self._cpus * _FIELDS  # u64s per entry
+        flows = {}
+        for i in range(count):
+            # Field f of every CPU: a strided slice, summed in C.
+            rx_p, tx_p, rx_b, tx_b = (
+                sum(values[i * width + f : (i + 1) * width : _FIELDS]) for f in range(_FIELDS)
+            )
+            flows[keys[i * KEY_SIZE : (i + 1) * KEY_SIZE]] = (rx_p, rx_b, tx_p, tx_b)
+        return flows
 
     def reset(self) -> None:
         """Empty the table and start counting drops from zero."""
@@ -116,7 +126,7 @@ class FlowTable:
                 ctypes.byref(token) if total else None,
                 ctypes.byref(token),
                 ctypes.addressof(self._keys) + total * KEY_SIZE,
-                ctypes.addressof(self._values) + total * _COUNTS.size,
+                ctypes.addressof(self._values) + total * self._value_size,
                 ctypes.byref(count),
                 None,
             )

@@ -153,6 +153,7 @@ def lib() -> ctypes.CDLL:
             ctypes.c_void_p,
         ],
     }
+    signatures["libbpf_num_possible_cpus"] = []
     for name, argtypes in signatures.items():
         fn = getattr(so, name)
         fn.argtypes = argtypes

@@ -83,9 +83,11 @@ struct flow_counts {
 };
 
 /* LRU: when the table is full, a new flow evicts the least recently used one, and the totals
- * above never depend on it. flows_created counts the entries made, so that the sampler can tell
- * the evicted ones (created, never harvested) apart. */
-BPF_TABLE("lru_hash", struct flow_key, struct flow_counts, flows, FLOW_TABLE_SIZE);
+ * above never depend on it. Per-CPU values: each CPU adds to its own copy of a flow's counts,
+ * without atomics or a cache line shared by the CPUs that receive and send it; the sampler sums
+ * them. flows_created counts the entries made, so that the sampler can tell the evicted ones
+ * (made, never harvested) apart. */
+BPF_TABLE("lru_percpu_hash", struct flow_key, struct flow_counts, flows, FLOW_TABLE_SIZE);
 BPF_PERCPU_ARRAY(flows_created, __u64, 1);
 #endif
 
@@ -263,10 +265,10 @@ static __always_inline void count(__u32 direction, __u32 mask, __u64 packets, __
 }
 
 #ifdef FLOWS
-/* Add an IP frame to its flow's entry, made on its first frame. The entries are shared by all
- * CPUs, hence the atomic adds; a frame racing another CPU's first frame of the same flow finds
- * that entry instead. An entry evicted at once (a table full of newer flows) loses the frame
- * from its flow only. */
+/* Add an IP frame to this CPU's counts of its flow, whose entry its first frame makes (with the
+ * other CPUs' counts zero); a frame racing another CPU's first frame of the same flow finds that
+ * entry instead. An entry evicted at once (a table full of newer flows) loses the frame from its
+ * flow only. */
 static __always_inline void count_flow(__u32 direction, __u32 mask, struct flow_key *flow,
                                        __u64 packets, __u64 bytes)
 {
@@ -295,8 +297,8 @@ static __always_inline void count_flow(__u32 direction, __u32 mask, struct flow_
         if (!c)
             return;
     }
-    __sync_fetch_and_add(&c->packets[direction], packets);
-    __sync_fetch_and_add(&c->bytes[direction], bytes);
+    c->packets[direction] += packets;
+    c->bytes[direction] += bytes;
 }
 #else
 static __always_inline void count_flow(__u32 direction, __u32 mask, struct flow_key *flow,
