@@ -48,11 +48,10 @@ COUNTER_NAMES: tuple[str, ...] = tuple(
     counter_name(d, c, u) for d in DIRECTIONS for c in CLASSES for u in ("packets", "bytes")
 )
 
-# TCP health, from tracepoints rather than the packet parser (bpf/tcp_health.c): segments
-# retransmitted by connections of the interface's addresses, and a log2 histogram of their
-# smoothed RTT, one count per segment such a connection receives (with its smoothed RTT then):
-# bucket k holds RTTs in [2^k, 2^(k+1)) microseconds, the last one everything from
-# 2^(RTT_BUCKETS - 1) up (8.4 s).
+# TCP health (bpf/tcp_health.py): segments retransmitted by connections of the interface's
+# addresses (a tracepoint), and a log2 histogram of their smoothed RTT (sock_diag), one count per
+# connection that received anything in the interval: bucket k holds RTTs in [2^k, 2^(k+1))
+# microseconds, the last one everything from 2^(RTT_BUCKETS - 1) up (8.4 s).
 RTT_BUCKETS = 24
 RTT_NAMES: tuple[str, ...] = tuple(f"rtt_{k:02d}" for k in range(RTT_BUCKETS))
 HEALTH_NAMES: tuple[str, ...] = ("tcp_retransmits", *RTT_NAMES)

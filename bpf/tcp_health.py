@@ -1,11 +1,15 @@
 """TCP health of an interface's connections: retransmitted segments and a log2 histogram of RTT.
 
-    with TcpHealth("eth0") as health:     # compiles bpf/tcp_health.c once, attaches tracepoints
+    with TcpHealth("eth0") as health:     # compiles bpf/tcp_health.c once, attaches a tracepoint
         health.read()                     # {"tcp_retransmits": 3, "rtt_00": 0, ...} since attach
 
 A connection is the interface's when its local address is one of the interface's (see
-tcp_health.c for why by address). The tracepoints are attached through perf event file
-descriptors of this process, so they go away with it, even on SIGKILL: nothing is left behind.
+tcp_health.c for why by address). Retransmits are counted by the tracepoint tcp_retransmit_skb,
+attached through a perf event file descriptor of this process, so it goes away with it, even on
+SIGKILL: nothing is left behind. RTT is not taken per packet (the tcp_probe tracepoint fires for
+every received segment, and cost 3-5% of a fast TCP transfer): each read() asks sock_diag for
+the established connections and counts, once each, the smoothed RTT of those that received a
+segment since the previous read.
 """
 
 import ctypes
@@ -20,10 +24,11 @@ from typing import Any
 
 from bpf.classes import HEALTH_NAMES, RTT_BUCKETS, RTT_NAMES
 from bpf.errors import PreflightError, bcc_bpf, loading
+from bpf.sock_diag import tcp_connections
 
 SOURCE = Path(__file__).with_name("tcp_health.c")
 TRACEFS = Path("/sys/kernel/tracing")
-TRACEPOINTS = ("tcp_retransmit_skb", "tcp_probe")
+TRACEPOINTS = ("tcp_retransmit_skb",)
 # How often read() looks the interface's addresses up again: an address added later counts
 # from then on, at the cost of one `ip addr` run per period.
 ADDRESS_REFRESH_SECONDS = 10.0
@@ -50,14 +55,14 @@ def _mount_tracefs() -> None:
 
 
 def _cflags() -> list[str]:
-    """RTT_BUCKETS, and RETRANSMIT_HAS_ERR where tcp_retransmit_skb also reports failures."""
+    """RETRANSMIT_HAS_ERR where tcp_retransmit_skb also reports failures."""
     for name in TRACEPOINTS:
         if not (TRACEFS / "events" / "tcp" / name).is_dir():
             raise PreflightError(
                 f"this kernel has no tcp:{name} tracepoint (Linux 4.16 or later has it, with "
                 "CONFIG_TRACEPOINTS): TCP health cannot be measured"
             )
-    flags = [f"-DRTT_BUCKETS={RTT_BUCKETS}"]
+    flags = []
     retransmit_format = TRACEFS / "events" / "tcp" / "tcp_retransmit_skb" / "format"
     if " err;" in retransmit_format.read_text():
         flags.append("-DRETRANSMIT_HAS_ERR")
@@ -81,8 +86,13 @@ def interface_addresses(iface: str) -> set[bytes]:
     return addresses
 
 
+def rtt_bucket(rtt_us: int) -> int:
+    """The log2 bucket of an RTT of at least 1 us: floor(log2), the last one open-ended."""
+    return min(rtt_us.bit_length() - 1, RTT_BUCKETS - 1)
+
+
 class TcpHealth:
-    """Count retransmitted segments and RTT updates of connections of `iface`'s addresses."""
+    """Count retransmitted segments, and the RTT of active connections, of `iface`'s addresses."""
 
     def __init__(self, iface: str) -> None:
         self.iface = iface
@@ -90,20 +100,23 @@ class TcpHealth:
         self._attached = False
         self._addresses: set[bytes] = set()
         self._addresses_at = 0.0  # time.monotonic() of the last address refresh
+        self._rtt = [0] * RTT_BUCKETS  # cumulative since attach
+        self._segs_in: dict[int, int] = {}  # by socket cookie, as the last read saw them
 
     def attach(self) -> None:
-        """Compile once, zero the counters, fill the address table and attach both tracepoints.
+        """Compile once, zero the counters, fill the address table and attach the tracepoint.
 
-        BCC attaches a TRACEPOINT_PROBE as it loads it, so the first attach finds them attached
-        (counting nothing yet: the address table is empty); a later one attaches them again.
+        BCC attaches a TRACEPOINT_PROBE as it loads it, so the first attach finds it attached
+        (counting nothing yet: the address table is empty); a later one attaches it again.
         """
         if self._attached:
             return
         _mount_tracefs()
         if self._bpf is None:
             self._bpf = self._compile()
-        for name in ("retransmits", "rtt_hist"):
-            self._bpf[name.encode()].clear()  # a per-CPU array's clear() zeroes every slot
+        self._bpf[b"retransmits"].clear()  # a per-CPU array's clear() zeroes every slot
+        self._rtt = [0] * RTT_BUCKETS
+        self._segs_in = {}
         try:
             self._addresses = set()
             self._refresh_addresses()
@@ -115,7 +128,7 @@ class TcpHealth:
             raise
         except Exception as exc:  # BCC raises bare Exception when perf_event_open fails
             self.detach()
-            raise PreflightError(f"cannot attach the TCP tracepoints: {exc}") from None
+            raise PreflightError(f"cannot attach the TCP tracepoint: {exc}") from None
         self._attached = True
 
     def _compile(self) -> Any:
@@ -138,24 +151,43 @@ class TcpHealth:
         self._addresses_at = time.monotonic()
 
     def read(self) -> dict[str, int]:
-        """Cumulative counts since attach, summed over CPUs, keyed by HEALTH_NAMES."""
+        """Cumulative counts since attach, keyed by HEALTH_NAMES; while attached, the RTT of
+        each of the interface's connections that received anything since the last read is
+        counted now, once."""
         counts = dict.fromkeys(HEALTH_NAMES, 0)
         if self._bpf is None:
             return counts
-        if self._attached and time.monotonic() - self._addresses_at >= ADDRESS_REFRESH_SECONDS:
-            try:
-                self._refresh_addresses()
-            except PreflightError as exc:  # e.g. the interface went away: keep counting
-                log.warning("%s", exc)
-                self._addresses_at = time.monotonic()
+        if self._attached:
+            if time.monotonic() - self._addresses_at >= ADDRESS_REFRESH_SECONDS:
+                try:
+                    self._refresh_addresses()
+                except PreflightError as exc:  # e.g. the interface went away: keep counting
+                    log.warning("%s", exc)
+                    self._addresses_at = time.monotonic()
+            self._poll_rtt()
         counts["tcp_retransmits"] = sum(self._bpf[b"retransmits"][ctypes.c_int(0)])
-        hist = self._bpf[b"rtt_hist"]
-        for bucket, name in enumerate(RTT_NAMES):
-            counts[name] = sum(hist[ctypes.c_int(bucket)])
+        counts.update(zip(RTT_NAMES, self._rtt, strict=True))
         return counts
 
+    def _poll_rtt(self) -> None:
+        """Count the RTT of each of the interface's connections that received a segment since
+        the last poll (its segment count moved; a connection new to this poll counts too)."""
+        try:
+            connections = tcp_connections()
+        except OSError as exc:  # sock_diag refused (no module?): RTT waits, retransmits go on
+            log.warning("cannot list TCP connections for their RTT: %s", exc)
+            return
+        seen = {}
+        for conn in connections:
+            if conn.local not in self._addresses:
+                continue
+            seen[conn.cookie] = conn.segs_in
+            if conn.rtt_us and self._segs_in.get(conn.cookie) != conn.segs_in:
+                self._rtt[rtt_bucket(conn.rtt_us)] += 1
+        self._segs_in = seen
+
     def detach(self) -> None:
-        """Detach both tracepoints; idempotent, and never raises (it runs in cleanup paths). The
+        """Detach the tracepoint; idempotent, and never raises (it runs in cleanup paths). The
         counters stay readable until the next attach."""
         if self._bpf is not None:
             for name in TRACEPOINTS:

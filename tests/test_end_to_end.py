@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from bpf import libbpf
-from bpf.classes import DEFAULT_APP_PORTS, RTT_NAMES
+from bpf.classes import DEFAULT_APP_PORTS
 from bpf.program import Program
 from tests.netns import VethPair, sh, veth_pair
 from tests.processes import ROOT, Managed, db_rows, migrated_env, wait_for
@@ -337,7 +337,6 @@ def test_gso_aggregates_count_as_their_wire_packets(pair, env, tmp_path, mode) -
         "rx_rst_packets",
         "tx_rst_packets",
         "tcp_retransmits",
-        *RTT_NAMES,
     )
     row = db_rows(
         env, f"SELECT {', '.join(names)} FROM metrics_samplerrun WHERE id = ?", run_id(env, sampler)
@@ -355,10 +354,9 @@ def test_gso_aggregates_count_as_their_wire_packets(pair, env, tmp_path, mode) -
     assert counted["rx_fin_packets"] >= 1 and counted["tx_fin_packets"] == 1, counted
     assert counted["rx_rst_packets"] == counted["tx_rst_packets"] == 0, counted
     # TCP health: the host end's own connection (the receiver) retransmits nothing; the
-    # sender is in the namespace, whose address is not the interface's. Its ACKs carry RTT
-    # updates: every received segment of the receiver's connection, at veth speed.
+    # sender is in the namespace, whose address is not the interface's. (Its RTT is sampled
+    # only if a tick finds it open: tests/test_tcp_health.py checks RTT.)
     assert counted["tcp_retransmits"] == 0, (counted, retransmitted)
-    assert sum(counted[name] for name in RTT_NAMES) > 0, counted
     # veth counts what it hands over: single frames under native XDP (which turns the sender's
     # GSO off), aggregates otherwise; so the skb mode really had aggregates to count.
     handed_over = after["rx_packets"] - before["rx_packets"]

@@ -58,8 +58,8 @@ def _rtt_field(q: int, over: str) -> serializers.FloatField:
     return serializers.FloatField(
         allow_null=True,
         help_text=f"p{q} of the smoothed RTT of the interface's TCP connections {over}, in "
-        "microseconds, to a factor of two (the upper edge of its log2 bucket); null without "
-        "RTT updates",
+        "microseconds, to a factor of two (the upper edge of its log2 bucket), one count per "
+        "connection active in a sample; null without one",
     )
 
 
