@@ -81,7 +81,7 @@ class Program:
             self.flows = FlowTable(
                 self._bpf[b"flows"].map_fd,
                 flow_table,
-                lambda: created.sum(ctypes.c_int(0)).value,
+                lambda: sum(created[ctypes.c_int(0)]),  # BCC's own .sum() is 10x slower
             )
 
     def set_app_ports(self, app_ports: Mapping[str, Iterable[int]]) -> None:

@@ -104,7 +104,8 @@ class SamplerRun(CounterColumns):
         whole gap, so no count is lost or counted twice.
         """
         delta = {name: counters[name] - getattr(self, name) for name in ALL_COUNTER_NAMES}
-        with transaction.atomic():
+        # No savepoint inside the sampler's own transaction: a failure rolls all of it back.
+        with transaction.atomic(savepoint=False):
             sample = Sample.objects.create(
                 run=self,
                 interface=self.interface,
