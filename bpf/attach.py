@@ -25,13 +25,37 @@ import socket
 import struct
 import subprocess
 from dataclasses import dataclass
-from typing import NamedTuple
+from types import TracebackType
+from typing import NamedTuple, Self
 
 from bpf import libbpf
 from bpf.errors import PreflightError
 from bpf.program import TC_FUNCTIONS, XDP_FUNCTION
 
 log = logging.getLogger("netmetrics.bpf")
+
+
+class Attachable:
+    """`with thing:` attaches on entry and detaches on exit, whatever ends the block."""
+
+    def attach(self) -> object:
+        raise NotImplementedError
+
+    def detach(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.attach()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()
+
 
 XDP_MODES = {
     "native": libbpf.XDP_FLAGS_DRV_MODE,

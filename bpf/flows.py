@@ -29,8 +29,9 @@ _PROTO_OFFSET = 36
 _FIELDS = 4
 _COUNTS_SIZE = 8 * _FIELDS
 
-# A flow's traffic in one interval: rx packets, rx bytes, tx packets, tx bytes.
+# A flow's traffic in one interval, in the order of COUNT_FIELDS.
 Counts = tuple[int, int, int, int]
+COUNT_FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")
 
 
 class FlowKey(NamedTuple):

@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 
 from bpf import attach
 from bpf.classes import ALL_COUNTER_NAMES, DEFAULT_APP_PORTS, HEALTH_NAMES
@@ -59,7 +58,7 @@ def preflight(iface: str) -> None:
             )
 
 
-class TrafficCounter:
+class TrafficCounter(attach.Attachable):
     """Count an interface's traffic by class: ingress by native XDP or TC, egress by TC; and the
     TCP health of its connections (bpf/tcp_health.py) by tracepoints.
 
@@ -203,15 +202,3 @@ class TrafficCounter:
         except (OSError, ValueError) as exc:
             log.error("could not remove the clsact qdisc from %s: %s", self.iface, exc)
         self._owns_qdisc = False
-
-    def __enter__(self) -> "TrafficCounter":
-        self.attach()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.detach()

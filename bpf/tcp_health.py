@@ -19,9 +19,9 @@ import logging
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from bpf.attach import Attachable
 from bpf.classes import HEALTH_NAMES, RTT_BUCKETS, RTT_NAMES
 from bpf.errors import PreflightError, bcc_bpf, loading
 from bpf.sock_diag import tcp_connections
@@ -91,7 +91,7 @@ def rtt_bucket(rtt_us: int) -> int:
     return min(rtt_us.bit_length() - 1, RTT_BUCKETS - 1)
 
 
-class TcpHealth:
+class TcpHealth(Attachable):
     """Count retransmitted segments, and the RTT of active connections, of `iface`'s addresses."""
 
     def __init__(self, iface: str) -> None:
@@ -198,18 +198,6 @@ class TcpHealth:
                 except Exception as exc:  # BCC raises bare Exception when close() fails
                     log.error("could not detach tcp:%s: %s", name, exc)
         self._attached = False
-
-    def __enter__(self) -> "TcpHealth":
-        self.attach()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.detach()
 
 
 def _tp(tracepoint: str) -> bytes:

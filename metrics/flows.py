@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bpf.flows import Counts, decode_key
+from bpf.flows import COUNT_FIELDS, Counts, decode_key
 from metrics.models import FlowMinute, LiveFlows, MinuteRollup, SamplerRun
 
 WINDOWS: tuple[int, ...] = (2, 10, 40)  # seconds, as iftop's columns
@@ -43,20 +43,9 @@ def _add(sums: Sums, flows: Mapping[bytes, Counts], sign: int = 1) -> None:
             del sums[key]
 
 
-def _top(sums: Mapping[bytes, list[int]], n: int, key: Callable[[bytes], Any]) -> list[bytes]:
-    return heapq.nlargest(n, sums, key=key)
-
-
 def flow_fields(key: bytes, counts: Iterable[int]) -> dict[str, Any]:
     """A flow's columns: its key decoded, and rx/tx packets and bytes."""
-    rx_packets, rx_bytes, tx_packets, tx_bytes = counts
-    return {
-        **decode_key(key)._asdict(),
-        "rx_packets": rx_packets,
-        "rx_bytes": rx_bytes,
-        "tx_packets": tx_packets,
-        "tx_bytes": tx_bytes,
-    }
+    return {**decode_key(key)._asdict(), **dict(zip(COUNT_FIELDS, counts, strict=True))}
 
 
 class FlowTracker:
@@ -102,10 +91,10 @@ class FlowTracker:
             return tuple(sums[key][1] + sums[key][3] if key in sums else 0 for sums in self.sums)
 
         rows = []
-        for key in _top(self.sums[-1], self.top, rank):
+        for key in heapq.nlargest(self.top, self.sums[-1], key=rank):
             row = flow_fields(key, self.sums[-1][key])
+            windows = [sums.get(key, (0, 0, 0, 0)) for sums in self.sums]
             for direction, offset in (("rx", 0), ("tx", 2)):
-                windows = [sums.get(key, (0, 0, 0, 0)) for sums in self.sums]
                 row[f"{direction}_bps"] = [
                     8 * counts[offset + 1] / s for counts, s in zip(windows, seconds, strict=True)
                 ]
@@ -144,7 +133,7 @@ class FlowTracker:
 
     def minute_top(self, sums: Sums) -> list[dict[str, Any]]:
         """A minute's top flows by bytes, and by packets: one row each, at most 2 x top."""
-        by_bytes = _top(sums, self.top, lambda key: sums[key][1] + sums[key][3])
-        by_packets = _top(sums, self.top, lambda key: sums[key][0] + sums[key][2])
+        by_bytes = heapq.nlargest(self.top, sums, key=lambda key: sums[key][1] + sums[key][3])
+        by_packets = heapq.nlargest(self.top, sums, key=lambda key: sums[key][0] + sums[key][2])
         keys = dict.fromkeys(by_bytes + by_packets)
         return [flow_fields(key, sums[key]) for key in keys]

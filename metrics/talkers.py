@@ -13,14 +13,15 @@ from typing import Any
 
 from django.db.models import F, Sum
 
+from bpf.flows import COUNT_FIELDS, FlowKey
 from metrics.flows import WINDOWS
 from metrics.models import FlowMinute, LiveFlows, MinuteRollup, SamplerRun
 from metrics.summary import tier_plan
 
 PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 # What identifies a flow, and what is summed per flow.
-ENDS = ("protocol", "local", "local_port", "remote", "remote_port")
-COUNTS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")
+ENDS = FlowKey._fields
+COUNTS = COUNT_FIELDS
 # Top lists by either total; ties go to the other total, then to the flow's ends: a stable order.
 ORDERS = {"bytes": ("-bytes", "-packets", *ENDS), "packets": ("-packets", "-bytes", *ENDS)}
 
