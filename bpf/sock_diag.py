@@ -68,37 +68,38 @@ def _parse(payload: bytes) -> TcpConnection | None:
     return None
 
 
-def _dump(family: int) -> Iterator[TcpConnection]:
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
-        seq = next(_seq)
-        body = _REQUEST.pack(
-            family, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), 1 << TCP_ESTABLISHED
-        )
-        header = _NLMSG.pack(
-            _NLMSG.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0
-        )
-        nl.send(header + body)
-        while True:
-            data = nl.recv(1 << 16)
-            offset = 0
-            while offset + _NLMSG.size <= len(data):
-                length, kind, _flags, msg_seq, _pid = _NLMSG.unpack_from(data, offset)
-                if length < _NLMSG.size:
-                    return
-                payload = data[offset + _NLMSG.size : offset + length]
-                offset += _align(length)
-                if msg_seq != seq:
-                    continue
-                if kind == NLMSG_DONE:
-                    return
-                if kind == NLMSG_ERROR:
-                    (error,) = struct.unpack_from("=i", payload)
-                    raise OSError(-error, f"sock_diag: {os.strerror(-error)}")
-                connection = _parse(payload)
-                if connection is not None:
-                    yield connection
+def _dump(nl: socket.socket, family: int) -> Iterator[TcpConnection]:
+    """One family's established TCP sockets, asked over the netlink socket nl."""
+    seq = next(_seq)
+    body = _REQUEST.pack(
+        family, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), 1 << TCP_ESTABLISHED
+    )
+    header = _NLMSG.pack(
+        _NLMSG.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0
+    )
+    nl.send(header + body)
+    while True:
+        data = nl.recv(1 << 16)
+        offset = 0
+        while offset + _NLMSG.size <= len(data):
+            length, kind, _flags, msg_seq, _pid = _NLMSG.unpack_from(data, offset)
+            if length < _NLMSG.size:
+                return
+            payload = data[offset + _NLMSG.size : offset + length]
+            offset += _align(length)
+            if msg_seq != seq:
+                continue
+            if kind == NLMSG_DONE:
+                return
+            if kind == NLMSG_ERROR:
+                (error,) = struct.unpack_from("=i", payload)
+                raise OSError(-error, f"sock_diag: {os.strerror(-error)}")
+            connection = _parse(payload)
+            if connection is not None:
+                yield connection
 
 
 def tcp_connections() -> list[TcpConnection]:
     """Every established TCP connection of this network namespace, IPv4 and IPv6."""
-    return [conn for family in (socket.AF_INET, socket.AF_INET6) for conn in _dump(family)]
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
+        return [conn for family in (socket.AF_INET, socket.AF_INET6) for conn in _dump(nl, family)]
