@@ -43,15 +43,12 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from bpf.classes import ALL_COUNTER_NAMES  # noqa: E402
-from metrics.models import (  # noqa: E402
-    ROLLUP_TIERS,
-    Rollup,
-    Sample,
-    SamplerRun,
-    peak_values,
-)
-from metrics.retention import TIERS, prune  # noqa: E402
+from bpf.classes import ALL_COUNTER_NAMES, DIRECTIONS  # noqa: E402
+from metrics import rates, tiers  # noqa: E402
+from metrics.models import Rollup, Sample, SamplerRun, peak_values  # noqa: E402
+from metrics.retention import prune  # noqa: E402
+
+ROLLUP_TIERS: list[type[Rollup]] = [tier.model for tier in tiers.ROLLUPS]
 
 DAY = 86400
 BATCH = 5000
@@ -197,9 +194,7 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
     clock = time.monotonic()
     end = float(int(time.time()))  # "now" for the data and for retention
     span = days * DAY
-    kept_since = {
-        model: end - settings.NETMETRICS_RETENTION[tier].total_seconds() for tier, model in TIERS
-    }
+    kept_since = {tier.model: tier.kept_since(as_datetime(end)).timestamp() for tier in tiers.TIERS}
     rng = random.Random(seed)
     traffic = Traffic(seed + 1)
     totals: list[RunTotals] = []
@@ -220,7 +215,7 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
             for name in ALL_COUNTER_NAMES:
                 cumulative[name] += values[name]
             run.measured_seconds += elapsed
-            peak = (values["rx_total_bytes"] + values["tx_total_bytes"]) * 8 / elapsed
+            peak = rates.rate(values, DIRECTIONS, "total", "bytes", elapsed)
             if peak > run.peak_bandwidth_bps:
                 run.peak_bandwidth_bps = peak
             run.samples += 1

@@ -35,6 +35,7 @@ from metrics.models import (
     Sample,
     SamplerRun,
 )
+from metrics.rates import bandwidth_bps, per_second
 from metrics.talkers import COUNTS, ENDS, protocol_name
 from metrics.units import format_bps, format_bytes, format_duration
 
@@ -42,13 +43,8 @@ from metrics.units import format_bps, format_bytes, format_duration
 CSV_CHUNK_ROWS = 2000
 
 
-def bandwidth_bps(byte_count: int, seconds: float) -> float:
-    """Average bit/s over the measured seconds; 0 for an empty interval rather than an error."""
-    return byte_count * 8 / seconds if seconds else 0.0
-
-
 def format_pps(packet_count: int, seconds: float) -> str:
-    return f"{packet_count / seconds if seconds else 0.0:,.0f}"
+    return f"{per_second(packet_count, seconds):,.0f}"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -12,32 +12,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
-from django.db.models import ExpressionWrapper, F, FloatField
+from django.db.models import F
+from django.db.models.expressions import Combinable
 
-from bpf.classes import RTT_NAMES, counter_name
-from metrics.models import HourRollup, MinuteRollup, Sample
+from bpf.classes import RTT_NAMES
+from metrics.rates import RATE_NAMES, sql_per_second, sql_rate
 from metrics.rtt import percentile_us
-from metrics.snapshot import FIELD_PREFIXES
+from metrics.snapshot import FIELD_PREFIXES, UNITS
+from metrics.tiers import BY_NAME, TIERS, Tier
 
-STEPS: dict[str, timedelta] = {
-    "1s": timedelta(seconds=1),
-    "1m": MinuteRollup.STEP,
-    "1h": HourRollup.STEP,
-}
-TIER = {"1s": Sample, "1m": MinuteRollup, "1h": HourRollup}
-RETENTION = {"1s": "samples", "1m": "minutes", "1h": "hours"}
 AUTO_POINTS = 1500
+DEFAULT_RANGE = timedelta(hours=1)
 MAX_POINTS = 20000
 
 # Percentiles of each step's RTT histogram, computed in Python from its buckets.
 RTT_FIELDS = {"rtt_p50_us": 50, "rtt_p99_us": 99}
 FIELDS: tuple[str, ...] = (
-    *(
-        f"{prefix}{rate}"
-        for prefix in FIELD_PREFIXES.values()
-        for rate in ("bandwidth_bps", "packets_per_sec")
-    ),
+    *(f"{prefix}{RATE_NAMES[unit]}" for prefix in FIELD_PREFIXES.values() for unit in UNITS),
     "peak_bandwidth_bps",
     "peak_packets_per_sec",
     "tcp_retransmits",  # per second
@@ -48,17 +39,24 @@ DEFAULT_FIELDS = ("bandwidth_bps", "packets_per_sec", "peak_bandwidth_bps", "pea
 DIRECTIONS = {"rx": ("rx",), "tx": ("tx",), "both": ("rx", "tx")}
 
 
+def default_range(
+    since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """The range asked for, filled in: until defaults to now, since to an hour before until."""
+    until = until or now
+    return since or until - DEFAULT_RANGE, until
+
+
 def auto_step(since: datetime, until: datetime, now: datetime) -> str:
     """The finest step giving at most about AUTO_POINTS points whose tier still holds `since`."""
-    for step, length in STEPS.items():
-        kept = now - settings.NETMETRICS_RETENTION[RETENTION[step]]
-        if (until - since) / length <= AUTO_POINTS and since >= kept:
-            return step
-    return "1h"
+    for tier in TIERS:
+        if (until - since) / tier.step <= AUTO_POINTS and since >= tier.kept_since(now):
+            return tier.name
+    return TIERS[-1].name
 
 
 def point_count(since: datetime, until: datetime, step: str) -> int:
-    return math.ceil((until - since) / STEPS[step])
+    return math.ceil((until - since) / BY_NAME[step].step)
 
 
 @dataclass(frozen=True)
@@ -68,55 +66,28 @@ class History:
     series: dict[str, list[float | None]]
 
 
-class DatabaseFloat(FloatField):
-    """A float that the database already returns as a float.
-
-    Django converts every FloatField expression's value with float() in Python, one call per
-    value: for an hour at step=1s that is 79,200 calls, a third of the request's time.
-    """
-
-    def get_internal_type(self) -> str:
-        return "DatabaseFloat"
-
-
-def _rate_expressions(raw: bool, direction: str) -> dict[str, ExpressionWrapper | F]:
+def _rate_expressions(tier: Tier, direction: str) -> dict[str, Combinable]:
     """Every field as SQL over one row: the database does the per-row arithmetic.
 
     Computing 22 rates per row in Python (and building a dict of 40 counters for it) cost more
     than 100 ms for an hour at step=1s; as expressions, the rows arrive as the finished floats.
-    The operations are those of peak_values: the integer sum of the directions' counters,
-    times 8 for bits, divided by the seconds measured; a raw sample's peak is its own rate.
+    A raw sample's peak is its own rate; a rollup keeps its peaks in columns.
     """
-    seconds = F("elapsed" if raw else "seconds")
+    seconds = F(tier.seconds_field)
     directions = DIRECTIONS[direction]
-    units = {"bandwidth_bps": "bytes", "packets_per_sec": "packets"}
-
-    def rate(cls: str, unit: str) -> ExpressionWrapper:
-        count = sum(
-            (F(counter_name(d, cls, unit)) for d in directions[1:]),
-            F(counter_name(directions[0], cls, unit)),
-        )
-        if unit == "bytes":
-            count = count * 8
-        return ExpressionWrapper(count / seconds, output_field=DatabaseFloat())
-
-    expressions: dict[str, ExpressionWrapper | F] = {
-        f"{prefix}{rate_name}": rate(cls, unit)
+    expressions: dict[str, Combinable] = {
+        f"{prefix}{RATE_NAMES[unit]}": sql_rate(directions, cls, unit, seconds)
         for cls, prefix in FIELD_PREFIXES.items()
-        for rate_name, unit in units.items()
+        for unit in UNITS
     }
-    expressions["tcp_retransmits"] = ExpressionWrapper(
-        F("tcp_retransmits") * 1.0 / seconds, output_field=DatabaseFloat()
-    )
-    for field, column in _peak_columns(direction).items():
-        expressions[field] = rate("total", units[field.removeprefix("peak_")]) if raw else F(column)
+    expressions["tcp_retransmits"] = sql_per_second(F("tcp_retransmits"), seconds)
+    column_prefix = "" if direction == "both" else f"{direction}_"
+    for unit in UNITS:
+        field = f"peak_{RATE_NAMES[unit]}"
+        expressions[field] = (
+            sql_rate(directions, "total", unit, seconds) if tier.raw else F(column_prefix + field)
+        )
     return expressions
-
-
-def _peak_columns(direction: str) -> dict[str, str]:
-    """API peak field -> rollup column, for a direction choice."""
-    prefix = "" if direction == "both" else f"{direction}_"
-    return {f"peak_{rate}": f"{prefix}peak_{rate}" for rate in ("bandwidth_bps", "packets_per_sec")}
 
 
 def history(
@@ -127,22 +98,19 @@ def history(
     direction: str,
     fields: Iterable[str],
 ) -> History:
-    length = int(STEPS[step].total_seconds())
+    tier = BY_NAME[step]
+    length = int(tier.step.total_seconds())
     first = int(since.timestamp()) // length * length
     count = math.ceil((until.timestamp() - first) / length)
     timestamps = [first + i * length for i in range(count)]
     wanted = list(fields)
     series: dict[str, list[float | None]] = {name: [None] * count for name in wanted}
-    model = TIER[step]
-    raw = model is Sample
-    every = _rate_expressions(raw, direction)
+    every = _rate_expressions(tier, direction)
     expressions = {name: every[name] for name in wanted if name not in RTT_FIELDS}
     rtt_wanted = [name for name in wanted if name in RTT_FIELDS]
-    rows = model.objects.filter(
-        interface=interface, start__gte=datetime.fromtimestamp(first, UTC), start__lt=until
-    ).values_list(
+    rows = tier.rows(interface, datetime.fromtimestamp(first, UTC), until).values_list(
         "start",
-        "elapsed" if raw else "seconds",
+        tier.seconds_field,
         *expressions.values(),
         *(RTT_NAMES if rtt_wanted else ()),
     )
@@ -153,7 +121,7 @@ def history(
             values = values[: len(expressions)]
             values += [percentile_us(histogram, RTT_FIELDS[name]) for name in rtt_wanted]
         # A late tick's sample covers more than one second: each of them gets its rate.
-        span = max(1, round(seconds)) if raw else 1
+        span = max(1, round(seconds)) if tier.raw else 1
         index = (int(start.timestamp()) - first) // length
         for i in range(index, min(index + span, count)):
             for column, value in zip(columns, values, strict=True):

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from django.db.models import Min
 
-from metrics.models import HourRollup, MinuteRollup, Sample, SamplerRun
+from metrics.models import SamplerRun
+from metrics.tiers import TIERS
 
 
 @dataclass(frozen=True)
@@ -23,27 +24,31 @@ class InterfaceState:
 def _first_sample(interface: str) -> datetime | None:
     """The earliest start any tier still holds (coarse past the raw retention)."""
     starts = [
-        model.objects.filter(interface=interface).aggregate(first=Min("start"))["first"]
-        for model in (HourRollup, MinuteRollup, Sample)
+        tier.model._default_manager.filter(interface=interface).aggregate(first=Min("start"))[
+            "first"
+        ]
+        for tier in TIERS
     ]
     return min((start for start in starts if start is not None), default=None)
 
 
+def known_interfaces() -> list[str]:
+    """Interfaces that have recorded anything (runs are kept when their samples expire)."""
+    return list(
+        SamplerRun.objects.speaking().order_by("interface").values_list("interface", flat=True)
+    )
+
+
 def interface_states(now: datetime) -> list[InterfaceState]:
-    latest: dict[str, SamplerRun] = {}
-    runs = SamplerRun.objects.filter(measured_seconds__gt=0).select_related("last_sample")
-    for run in runs.order_by("started_at"):
-        latest[run.interface] = run  # the newest run of each interface wins
-    states = []
-    for interface, run in sorted(latest.items()):
-        states.append(
-            InterfaceState(
-                interface=interface,
-                hostname=run.hostname,
-                status=run.status(now),
-                first_sample=_first_sample(interface),
-                last_sample=run.last_sample.timestamp if run.last_sample else None,
-                run=run,
-            )
+    """Every interface that has recorded anything, by name, with the run speaking for it."""
+    return [
+        InterfaceState(
+            interface=run.interface,
+            hostname=run.hostname,
+            status=run.status(now),
+            first_sample=_first_sample(run.interface),
+            last_sample=run.last_sample.timestamp if run.last_sample else None,
+            run=run,
         )
-    return states
+        for run in SamplerRun.objects.speaking().order_by("interface")
+    ]

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.db import models, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 
-from bpf.classes import ALL_COUNTER_NAMES
+from bpf.classes import ALL_COUNTER_NAMES, DIRECTIONS
+from metrics import rates, tiers
 
 
 class CounterColumns(models.Model):
@@ -45,13 +46,37 @@ def this_host() -> str:
     return socket.gethostname()
 
 
+# Which run speaks for an interface: the one with the newest sample. A run whose samples all
+# expired (last_sample then null) comes after those with one, the newest started first.
+_NEWEST_SAMPLE_FIRST = (F("last_sample__timestamp").desc(nulls_last=True), "-started_at", "-pk")
+
+
 class SamplerRunQuerySet(models.QuerySet):
+    def speaking(self) -> SamplerRunQuerySet:
+        """Per interface, the run that speaks for it, newest sample first: the one rule by
+        which realtime, summaries, flows, /api/interfaces, /metrics and the live feed pick the
+        run whose totals, mode and flow table they show.
+
+        Only runs that recorded something speak; a newer run without a sample yet does not
+        silence the older one that has the interface's newest sample.
+        """
+        newest = (
+            self.model._default_manager.filter(
+                interface=OuterRef("interface"), measured_seconds__gt=0
+            )
+            .order_by(*_NEWEST_SAMPLE_FIRST)
+            .values("pk")[:1]
+        )
+        return (
+            self.filter(pk=Subquery(newest))
+            .select_related("last_sample")
+            .order_by(*_NEWEST_SAMPLE_FIRST)
+        )
+
     def latest_for(self, interface: str | None) -> SamplerRun | None:
-        """The run that wrote the newest sample (of interface, when given)."""
-        runs = self.filter(last_sample__isnull=False).select_related("last_sample")
-        if interface is not None:
-            runs = runs.filter(interface=interface)
-        return runs.order_by("-last_sample__timestamp", "-pk").first()
+        """The run speaking for interface; without one, the run with the newest sample."""
+        runs = self.speaking()
+        return (runs.filter(interface=interface) if interface is not None else runs).first()
 
 
 class SamplerRun(CounterColumns):
@@ -84,6 +109,11 @@ class SamplerRun(CounterColumns):
     def __str__(self) -> str:
         return f"{self.interface} on {self.hostname} from {self.started_at:%Y-%m-%d %H:%M:%S}"
 
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """The directions this run measures: rx, and tx unless egress is off."""
+        return DIRECTIONS if self.egress else DIRECTIONS[:1]
+
     def is_running(self, now: datetime) -> bool:
         """A run is live while it has a sample newer than three intervals."""
         if self.stopped_at is not None or self.last_sample is None:
@@ -114,15 +144,15 @@ class SamplerRun(CounterColumns):
                 elapsed=elapsed,
                 **delta,
             )
-            for tier in ROLLUP_TIERS:
-                tier.objects.add(sample)
+            for tier in tiers.ROLLUPS:
+                tier.model._default_manager.add(sample)
             changes = {
                 **{name: counters[name] for name in ALL_COUNTER_NAMES},
                 "last_sample": sample,
                 "measured_seconds": self.measured_seconds + elapsed,
                 "peak_bandwidth_bps": max(
                     self.peak_bandwidth_bps,
-                    peak_values(sample.counters(), sample.elapsed)["peak_bandwidth_bps"],
+                    rates.rate(delta, DIRECTIONS, "total", "bytes", elapsed),
                 ),
             }
             SamplerRun.objects.filter(pk=self.pk).update(**changes)
@@ -133,10 +163,6 @@ class SamplerRun(CounterColumns):
     def stop(self, stopped_at: datetime) -> None:
         self.stopped_at = stopped_at
         self.save(update_fields=["stopped_at"])
-
-
-# A sample's bandwidth in both directions, in SQL: what peaks over raw samples are taken of.
-SAMPLE_BANDWIDTH_BPS = (F("rx_total_bytes") + F("tx_total_bytes")) * 8.0 / F("elapsed")
 
 
 class Sample(CounterColumns):
@@ -163,27 +189,21 @@ class Sample(CounterColumns):
     def __str__(self) -> str:
         return f"{self.interface} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
 
-    def rate(self, name: str) -> float:
-        """Per-second rate of one counter over this sample's interval."""
-        return getattr(self, name) / self.elapsed
 
-
-# Peak per-second rates kept by every rollup: (column, direction or None for both, unit).
-PEAKS: tuple[tuple[str, str | None, str], ...] = tuple(
-    (f"{prefix}peak_{rate}", direction, unit)
-    for direction, prefix in ((None, ""), ("rx", "rx_"), ("tx", "tx_"))
-    for rate, unit in (("bandwidth_bps", "bytes"), ("packets_per_sec", "packets"))
+# Peak per-second rates kept by every rollup: (column, directions, unit).
+PEAKS: tuple[tuple[str, tuple[str, ...], str], ...] = tuple(
+    (f"{prefix}peak_{rates.RATE_NAMES[unit]}", directions, unit)
+    for directions, prefix in ((DIRECTIONS, ""), (("rx",), "rx_"), (("tx",), "tx_"))
+    for unit in ("bytes", "packets")
 )
 
 
-def peak_values(counters: Mapping[str, float], elapsed: float) -> dict[str, float]:
+def peak_values(counters: Mapping[str, int], elapsed: float) -> dict[str, float]:
     """A sample's own per-second rates, under the rollups' peak column names."""
-    values = {}
-    for column, direction, unit in PEAKS:
-        directions = (direction,) if direction else ("rx", "tx")
-        count = sum(counters[f"{d}_total_{unit}"] for d in directions)
-        values[column] = count * (8 if unit == "bytes" else 1) / elapsed
-    return values
+    return {
+        column: rates.rate(counters, directions, "total", unit, elapsed)
+        for column, directions, unit in PEAKS
+    }
 
 
 class RollupQuerySet(models.QuerySet):
@@ -243,21 +263,17 @@ for _column, _direction, _unit in PEAKS:
 
 
 class MinuteRollup(Rollup):
-    STEP = timedelta(minutes=1)
+    STEP = tiers.MINUTE.step
 
     class Meta(Rollup.Meta):
         constraints = [models.UniqueConstraint(fields=["interface", "start"], name="minute_bucket")]
 
 
 class HourRollup(Rollup):
-    STEP = timedelta(hours=1)
+    STEP = tiers.HOUR.step
 
     class Meta(Rollup.Meta):
         constraints = [models.UniqueConstraint(fields=["interface", "start"], name="hour_bucket")]
-
-
-# Finest first.
-ROLLUP_TIERS: tuple[type[Rollup], ...] = (MinuteRollup, HourRollup)
 
 
 class FlowColumns(models.Model):

@@ -46,7 +46,7 @@ def sample_message(snapshot: Snapshot, flows: LiveTable | None) -> dict[str, Any
 
 def latest_message(interface: str | None) -> dict[str, Any] | None:
     run = SamplerRun.objects.latest_for(interface)
-    if run is None:
+    if run is None or run.last_sample is None:
         return None
     return sample_message(Snapshot.latest(run, timezone.now()), live_tables([run])[run.pk])
 
@@ -108,7 +108,7 @@ class SampleRelay:
             flows: LiveTable | None = tables[run.pk]  # the run's flows now: its newest sample's
             # Newest first: each older sample's totals are the newer totals minus its successor.
             for sample in samples:
-                snapshot = Snapshot(sample, dict(counters), run.egress, running)
+                snapshot = Snapshot(sample, dict(counters), run, running)
                 out.append((sample.timestamp, sample_message(snapshot, flows)))
                 flows = None
                 for name in ALL_COUNTER_NAMES:

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.conf import settings
-
-from metrics.models import FlowMinute, HourRollup, MinuteRollup, Sample
-
-TIERS = (
-    ("samples", Sample),
-    ("minutes", MinuteRollup),
-    ("hours", HourRollup),
-    ("flows", FlowMinute),
-)
+from metrics.tiers import RETAINED
 
 
 def prune(interface: str, now: datetime, batch: int = 1000) -> int:
@@ -23,10 +14,10 @@ def prune(interface: str, now: datetime, batch: int = 1000) -> int:
     holding the database's write lock for long; a backlog clears over the next calls.
     """
     deleted = 0
-    for tier, model in TIERS:
-        cutoff = now - settings.NETMETRICS_RETENTION[tier]
-        expired = model.objects.filter(interface=interface, start__lt=cutoff).order_by("start")
-        ids = list(expired.values_list("pk", flat=True)[:batch])
+    for table in RETAINED:
+        rows = table.model._default_manager
+        expired = rows.filter(interface=interface, start__lt=table.kept_since(now))
+        ids = list(expired.order_by("start").values_list("pk", flat=True)[:batch])
         if ids:
-            deleted += model.objects.filter(pk__in=ids).delete()[0]
+            deleted += rows.filter(pk__in=ids).delete()[0]
     return deleted

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from metrics.flows import FlowTracker
 from metrics.models import Sample, SamplerRun
+from metrics.rates import bandwidth_bps
 from metrics.retention import prune
 
 log = logging.getLogger("netmetrics.sampler")
@@ -106,7 +107,7 @@ class StatusLog:
         if time.monotonic() - self.since < self.period:
             return
         rates = ", ".join(
-            f"{direction} {8 * count / max(self.seconds, 1e-9) / 1e6:.3f} Mbit/s"
+            f"{direction} {bandwidth_bps(count, self.seconds) / 1e6:.3f} Mbit/s"
             for direction, count in self.bytes.items()
             if direction == "rx" or self.run.egress
         )

@@ -10,13 +10,16 @@ retention (30 days), whole hours.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from django.db.models import F, Max, Model, Sum
+from django.db.models import F, Max, Sum
 
 from bpf.classes import DIRECTIONS, HEALTH_NAMES, counter_name
-from metrics.models import SAMPLE_BANDWIDTH_BPS, HourRollup, MinuteRollup, Sample, SamplerRun
+from metrics.durations import window_start
+from metrics.models import SamplerRun
+from metrics.rates import bandwidth_bps, count, sql_rate
 from metrics.rtt import RttPercentiles, rtt_histogram
+from metrics.tiers import tier_plan
 
 PERCENTAGE_CLASSES = ("tcp", "http", "https")
 SUMMED = (
@@ -28,7 +31,6 @@ SUMMED = (
     ),
     *HEALTH_NAMES,
 )
-BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Summary(RttPercentiles):
 
     @property
     def avg_bandwidth_bps(self) -> float:
-        return self.total_bytes * 8 / self.measured_seconds if self.measured_seconds else 0.0
+        return bandwidth_bps(self.total_bytes, self.measured_seconds)
 
     def percentage(self, cls: str) -> float:
         return 100 * self.class_bytes[cls] / self.total_bytes if self.total_bytes else 0.0
@@ -68,7 +70,7 @@ class Summary(RttPercentiles):
         cls, interface: str, window: str, uptime: float, seconds: float, peak: float, sums: dict
     ) -> Summary:
         def both(name: str, unit: str) -> int:
-            return sum(sums[counter_name(d, name, unit)] or 0 for d in DIRECTIONS)
+            return count(sums, DIRECTIONS, name, unit)
 
         return cls(
             interface=interface,
@@ -97,40 +99,29 @@ def run_summary(run: SamplerRun, now: datetime) -> Summary:
     )
 
 
-def _ceil(moment: datetime, step: timedelta) -> datetime:
-    floor = _floor(moment, step)
-    return floor if floor == moment else floor + step
-
-
-def _floor(moment: datetime, step: timedelta) -> datetime:
-    return BEGINNING + (moment - BEGINNING) // step * step
-
-
-def tier_plan(since: datetime, until: datetime) -> list[tuple[type[Model], datetime, datetime]]:
-    """[since, until) cut into the coarsest tier that covers each part exactly."""
-    minute, hour = MinuteRollup.STEP, HourRollup.STEP
-    plan: list[tuple[type[Model], datetime, datetime]] = []
-    first_minute, last_minute = _ceil(since, minute), _floor(until, minute)
-    if first_minute >= last_minute:
-        return [(Sample, since, until)]
-    first_hour, last_hour = _ceil(first_minute, hour), _floor(last_minute, hour)
-    if first_hour < last_hour:
-        plan.append((HourRollup, first_hour, last_hour))
-        plan += [(MinuteRollup, first_minute, first_hour), (MinuteRollup, last_hour, last_minute)]
-    else:
-        plan.append((MinuteRollup, first_minute, last_minute))
-    plan += [(Sample, since, first_minute), (Sample, last_minute, until)]
-    return [(model, lo, hi) for model, lo, hi in plan if lo < hi]
+def window_bounds(
+    window: str | None, since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[str, datetime, datetime] | None:
+    """A window's label, start and end, from ?window= or ?since=[&until=]; None: the current run."""
+    if window is not None:
+        return window, window_start(window, now), now
+    if since is not None:
+        until = until or now
+        return f"{since.isoformat()}/{until.isoformat()}", since, until
+    return None
 
 
 def window_summary(interface: str, window: str, since: datetime, until: datetime) -> Summary:
     sums = dict.fromkeys(SUMMED, 0)
     seconds, peak = 0.0, 0.0
-    for model, lo, hi in tier_plan(since, until):
-        raw = model is Sample
-        part = model.objects.filter(interface=interface, start__gte=lo, start__lt=hi).aggregate(
-            seconds=Sum("elapsed" if raw else "seconds"),
-            peak=Max(SAMPLE_BANDWIDTH_BPS if raw else F("peak_bandwidth_bps")),
+    for tier, lo, hi in tier_plan(since, until):
+        part = tier.rows(interface, lo, hi).aggregate(
+            seconds=Sum(tier.seconds_field),
+            peak=Max(
+                sql_rate(DIRECTIONS, "total", "bytes", F("elapsed"))
+                if tier.raw
+                else F("peak_bandwidth_bps")
+            ),
             **{name: Sum(name) for name in SUMMED},
         )
         for name in SUMMED:

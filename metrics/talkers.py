@@ -16,7 +16,7 @@ from django.db.models import F, Sum
 from bpf.flows import COUNT_FIELDS, FlowKey
 from metrics.flows import WINDOWS
 from metrics.models import FlowMinute, LiveFlows, MinuteRollup, SamplerRun
-from metrics.summary import tier_plan
+from metrics.tiers import tier_plan
 
 PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 # What identifies a flow, and what is summed per flow.
@@ -46,11 +46,8 @@ class TopFlows:
 def _flows_dropped(interface: str, since: datetime, until: datetime) -> int:
     """A counter of every sample and rollup: read from the coarsest exact tier, as summaries."""
     return sum(
-        model.objects.filter(interface=interface, start__gte=lo, start__lt=hi).aggregate(
-            dropped=Sum("flows_dropped")
-        )["dropped"]
-        or 0
-        for model, lo, hi in tier_plan(since, until)
+        tier.rows(interface, lo, hi).aggregate(dropped=Sum("flows_dropped"))["dropped"] or 0
+        for tier, lo, hi in tier_plan(since, until)
     )
 
 
@@ -78,7 +75,7 @@ def top_flows(
         | {name: row[f"sum_{name}"] for name in COUNTS}
         for row in rows
     ]
-    run = SamplerRun.objects.filter(interface=interface).order_by("-started_at", "-pk").first()
+    run = SamplerRun.objects.latest_for(interface)
     return TopFlows(
         interface=interface,
         window=window,

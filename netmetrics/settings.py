@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from bpf.classes import DEFAULT_APP_PORTS
+from metrics.tiers import RETAINED
 from netmetrics.envconfig import (
     env_bool,
     env_duration,
@@ -40,12 +41,10 @@ NETMETRICS_APP_PORTS = {
     for name, ports in DEFAULT_APP_PORTS.items()
 }
 
-# Retention per tier: the sampler prunes older rows in small batches as it goes.
+# Retention per table (metrics.tiers): the sampler prunes older rows in small batches as it goes.
 NETMETRICS_RETENTION = {
-    "samples": env_duration("NETMETRICS_RETENTION_SAMPLES", default="48h"),
-    "minutes": env_duration("NETMETRICS_RETENTION_MINUTES", default="30d"),
-    "hours": env_duration("NETMETRICS_RETENTION_HOURS", default="730d"),
-    "flows": env_duration("NETMETRICS_RETENTION_FLOWS", default="7d"),
+    table.retention: env_duration(table.setting, default=table.default_retention)
+    for table in RETAINED
 }
 
 # The top flows of each minute the sampler stores: this many by bytes, and by packets.

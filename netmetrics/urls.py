@@ -3,8 +3,6 @@ from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from metrics import exposition
-
 admin.site.site_header = "netmetrics"
 admin.site.site_title = "netmetrics admin"
 admin.site.index_title = "Traffic history"
@@ -13,7 +11,6 @@ admin.site.site_url = "/"  # "View site" goes to the dashboard
 urlpatterns = [
     path("", TemplateView.as_view(template_name="dashboard.html"), name="dashboard"),
     path("", include("metrics.api.urls")),
-    path("metrics", exposition.metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from bpf.classes import CLASSES
-from metrics import exposition
+from metrics.api import exposition
 from metrics.models import this_host
 from tests.samples import T0, at, counters, start_run
 

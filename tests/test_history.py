@@ -8,7 +8,8 @@ from django.test import Client
 from django.utils import timezone
 
 from metrics.models import Sample
-from metrics.summary import tier_plan, window_summary
+from metrics.summary import window_summary
+from metrics.tiers import tier_plan
 from tests.samples import at, counters, start_run
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +35,7 @@ def three_hours():
 
 
 def test_plan_uses_hours_minutes_and_raw_edges() -> None:
-    plan = [(m.__name__, lo, hi) for m, lo, hi in tier_plan(at(95), at(3 * 3600 - 125))]
+    plan = [(t.model.__name__, lo, hi) for t, lo, hi in tier_plan(at(95), at(3 * 3600 - 125))]
     assert plan == [
         ("HourRollup", at(3600), at(7200)),
         ("MinuteRollup", at(120), at(3600)),

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from django.http import QueryDict
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -18,15 +16,16 @@ from metrics.history import (
     DIRECTIONS,
     FIELDS,
     MAX_POINTS,
-    STEPS,
     auto_step,
+    default_range,
     point_count,
 )
 from metrics.hostnames import known_name
+from metrics.interfaces import known_interfaces
 from metrics.models import SamplerRun
 from metrics.snapshot import FIELD_PREFIXES
-from metrics.summary import BEGINNING
 from metrics.talkers import ORDERS, protocol_name
+from metrics.tiers import BY_NAME
 
 
 def _fields(kind: type[serializers.Field], *suffixes: str) -> dict[str, serializers.Field]:
@@ -105,14 +104,6 @@ class SummarySerializer(serializers.Serializer):
     rtt_p99_us = _rtt_field(99, "over the run or window")
 
 
-def known_interfaces() -> list[str]:
-    """Interfaces that have ever been sampled (runs are kept when their samples expire)."""
-    runs = SamplerRun.objects.filter(measured_seconds__gt=0)
-    # order_by() replaces the model's ordering (-started_at), which would otherwise be added to
-    # the SELECT DISTINCT and repeat an interface once per run.
-    return list(runs.order_by("interface").values_list("interface", flat=True).distinct())
-
-
 class InterfaceQuerySerializer(serializers.Serializer):
     """?iface=NAME: an interface that has samples; absent means the newest-sampled one."""
 
@@ -165,11 +156,6 @@ def duration_or_all(value: str) -> None:
             raise serializers.ValidationError(f"{exc}, or 'all'") from None
 
 
-def window_start(window: str, now: datetime) -> datetime:
-    """Where a window (validated by duration_or_all) that ends now begins."""
-    return BEGINNING if window == "all" else now - parse_duration(window)
-
-
 class SummaryQuerySerializer(RangeQuerySerializer):
     """?window=5m|1h|24h|7d|30d|all, or ?since=[&until=]; neither: the current sampler run."""
 
@@ -183,24 +169,17 @@ class SummaryQuerySerializer(RangeQuerySerializer):
             raise serializers.ValidationError({"since": ["required when until is given"]})
         return attrs
 
-    def bounds(self, now: datetime) -> tuple[str, datetime, datetime] | None:
-        """The window's label, start and end; None for the current run."""
-        data = self.validated_data
-        window = data.get("window")
-        if window is not None:
-            return window, window_start(window, now), now
-        if "since" in data:
-            until = data.get("until", now)
-            return f"{data['since'].isoformat()}/{until.isoformat()}", data["since"], until
-        return None
-
 
 class HistoryQuerySerializer(RangeQuerySerializer):
     """?since=&until=&step=1s|1m|1h|auto&direction=rx|tx|both&fields=a,b|all (default: last hour,
     the DEFAULT_FIELDS; every field of every class is 30 series, megabytes for an hour of
-    seconds, so a client asks for the ones it draws)."""
+    seconds, so a client asks for the ones it draws).
 
-    step = serializers.ChoiceField(choices=[*STEPS, "auto"], default="auto")
+    The view gives the request's time as ``context["now"]``: the default range and step=auto
+    are resolved against it, so that the 400 for too many points is about the real range.
+    """
+
+    step = serializers.ChoiceField(choices=[*BY_NAME, "auto"], default="auto")
     direction = serializers.ChoiceField(choices=list(DIRECTIONS), default="both")
     fields = serializers.CharField(required=False, max_length=2000)
 
@@ -217,9 +196,8 @@ class HistoryQuerySerializer(RangeQuerySerializer):
         return names
 
     def validate(self, attrs: dict) -> dict:
-        now = timezone.now()
-        attrs.setdefault("until", now)
-        attrs.setdefault("since", attrs["until"] - timedelta(hours=1))
+        now = self.context["now"]
+        attrs["since"], attrs["until"] = default_range(attrs.get("since"), attrs.get("until"), now)
         attrs = super().validate(attrs)
         if attrs["step"] == "auto":
             attrs["step"] = auto_step(attrs["since"], attrs["until"], now)

@@ -1,6 +1,6 @@
-from django.urls import re_path
+from django.urls import path, re_path
 
-from metrics.api import views
+from metrics.api import exposition, views
 
 # With or without a trailing slash: scripts written for the original sampler use neither.
 urlpatterns = [
@@ -11,4 +11,5 @@ urlpatterns = [
     re_path(r"^api/interfaces/?$", views.InterfacesView.as_view(), name="interfaces"),
     re_path(r"^api/flows/top/?$", views.FlowsTopView.as_view(), name="flows-top"),
     re_path(r"^api/flows/live/?$", views.FlowsLiveView.as_view(), name="flows-live"),
+    path("metrics", exposition.metrics_view, name="metrics"),
 ]

@@ -24,13 +24,13 @@ from metrics.api.serializers import (
     SummaryQuerySerializer,
     SummarySerializer,
     TopFlowsSerializer,
-    window_start,
 )
+from metrics.durations import window_start
 from metrics.history import history
 from metrics.interfaces import interface_states
 from metrics.models import SamplerRun
 from metrics.snapshot import Snapshot
-from metrics.summary import run_summary, window_summary
+from metrics.summary import run_summary, window_bounds, window_summary
 from metrics.talkers import live_tables, top_flows
 
 NO_SAMPLES = "no samples yet: start the sampler (sudo make run, or manage.py runsampler)"
@@ -100,7 +100,8 @@ ERRORS = {
 }
 
 
-def _latest_run(iface: str | None) -> SamplerRun:
+def _speaking_run(iface: str | None) -> SamplerRun:
+    """The run speaking for the (validated) interface, else for the one with the newest sample."""
     run = SamplerRun.objects.latest_for(iface)
     if run is None:
         raise NotFound(NO_SAMPLES)
@@ -109,7 +110,7 @@ def _latest_run(iface: str | None) -> SamplerRun:
 
 def _interface(iface: str | None) -> str:
     """The given (validated) interface, else the one with the newest sample."""
-    return iface or _latest_run(None).interface
+    return iface or _speaking_run(None).interface
 
 
 class RealtimeView(APIView):
@@ -121,7 +122,9 @@ class RealtimeView(APIView):
     def get(self, request: Request) -> Response:
         query = InterfaceQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        run = _latest_run(query.validated_data.get("iface"))
+        run = _speaking_run(query.validated_data.get("iface"))
+        if run.last_sample is None:
+            raise NotFound(f"no sample of {run.interface} is kept any more (see retention)")
         return Response(RealtimeSerializer(Snapshot.latest(run, timezone.now())).data)
 
 
@@ -134,11 +137,12 @@ class SummaryView(APIView):
     def get(self, request: Request) -> Response:
         query = SummaryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        iface = query.validated_data.get("iface")
+        params = query.validated_data
+        iface = params.get("iface")
         now = timezone.now()
-        bounds = query.bounds(now)
+        bounds = window_bounds(params.get("window"), params.get("since"), params.get("until"), now)
         if bounds is None:
-            summary = run_summary(_latest_run(iface), now)
+            summary = run_summary(_speaking_run(iface), now)
         else:
             summary = window_summary(_interface(iface), *bounds)
         return Response(SummarySerializer(summary).data)
@@ -156,7 +160,7 @@ class HistoryView(APIView):
         if request.query_params.get("format") == "":
             # DRF takes a blank ?format= as no format at all; the schema's enum says otherwise.
             raise ValidationError({"format": ["may not be blank: csv or json, or leave it out"]})
-        query = HistoryQuerySerializer(data=request.query_params)
+        query = HistoryQuerySerializer(data=request.query_params, context={"now": timezone.now()})
         query.is_valid(raise_exception=True)
         params = query.validated_data
         interface = _interface(params.get("iface"))
@@ -213,5 +217,5 @@ class FlowsLiveView(APIView):
     def get(self, request: Request) -> Response:
         query = InterfaceQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        run = _latest_run(query.validated_data.get("iface"))
+        run = _speaking_run(query.validated_data.get("iface"))
         return Response(LiveFlowsSerializer(live_tables([run])[run.pk]).data)

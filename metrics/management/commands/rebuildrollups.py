@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.db.models import Min
 
-from metrics.models import ROLLUP_TIERS, Rollup, Sample
+from metrics.models import Rollup, Sample
+from metrics.tiers import ROLLUPS
 
 
 def rebuild(interface: str, tier: type[Rollup]) -> int:
@@ -49,6 +50,7 @@ class Command(BaseCommand):
             [iface] if iface else Sample.objects.values_list("interface", flat=True).distinct()
         )
         for interface in sorted(set(interfaces)):
-            for tier in ROLLUP_TIERS:
-                count = rebuild(interface, tier)
-                self.stdout.write(f"{interface}: {count} {tier._meta.verbose_name} rows rebuilt")
+            for tier in ROLLUPS:
+                model = tier.model
+                count = rebuild(interface, model)
+                self.stdout.write(f"{interface}: {count} {model._meta.verbose_name} rows rebuilt")

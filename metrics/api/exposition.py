@@ -1,8 +1,8 @@
 """GET /metrics: the cumulative counters and sampler liveness in Prometheus text format.
 
 This lets an existing Prometheus and Grafana scrape netmetrics instead of polling the REST API.
-For each interface it exposes the run that wrote the newest sample (the run
-``SamplerRun.objects.latest_for(interface)`` would return), read in one query.
+For each interface it exposes the run that speaks for it (``SamplerRun.objects.speaking()``, as
+every other endpoint), read in one query.
 
 The metric names and labels below are a public contract: dashboards and alerts are built on
 them, so rename nothing without a deprecation period.
@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from django.db import DatabaseError
-from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -57,26 +56,10 @@ COUNTER_LABELS = ["interface", "direction", "class"]
 
 
 def latest_runs() -> list[SamplerRun]:
-    """Per interface, the run with the newest sample, with that sample: one query.
-
-    The same choice as SamplerRunQuerySet.latest_for (newest sample, then newest run) so that
-    /metrics and the REST API never disagree about which run an interface's totals come from.
-    """
-    newest = (
-        SamplerRun.objects.filter(interface=OuterRef("interface"), last_sample__isnull=False)
-        .order_by("-last_sample__timestamp", "-pk")
-        .values("pk")[:1]
+    """Per interface, the run speaking for it, with its last sample (if still kept): one query."""
+    return list(
+        SamplerRun.objects.speaking().filter(last_sample__isnull=False).order_by("interface")
     )
-    runs = (
-        SamplerRun.objects.filter(last_sample__isnull=False, pk=Subquery(newest))
-        .select_related("last_sample")
-        .order_by("interface")
-    )
-    return list(runs)
-
-
-def _directions(run: SamplerRun) -> tuple[str, ...]:
-    return ("rx", "tx") if run.egress else ("rx",)
 
 
 class SamplerRunCollector(Collector):
@@ -120,7 +103,7 @@ class SamplerRunCollector(Collector):
         for run in runs:
             iface = run.interface
             for unit, family in families.items():
-                for direction in _directions(run):
+                for direction in run.directions:
                     for cls in CLASSES:
                         value = getattr(run, counter_name(direction, cls, unit))
                         family.add_metric([iface, direction, cls], value)
