@@ -2,6 +2,7 @@
 
     preflight("eth0")                      # PreflightError: one line, cause and fix
     with TrafficCounter("eth0") as tc:     # compiles once, attaches XDP or TC ingress (+ egress)
+        tc.attached_mode                   # "native" or "skb": what auto chose
         flows = tc.harvest_flows()         # {raw flow key: counts} since the last harvest
         counts = tc.read()                 # {"rx_tcp_bytes": ..., "tcp_retransmits": ...,
                                            # "flows_dropped": ...} (ALL_COUNTER_NAMES), since attach
@@ -95,14 +96,20 @@ class TrafficCounter(attach.Attachable):
         self._filters: dict[str, attach.TcAttachment] = {}  # our TC filters by side
         self._owns_qdisc = False
 
+    @property
+    def attached_mode(self) -> str | None:
+        """native or skb while attached, else None."""
+        return self._got_mode
+
     def attach(self) -> str:
         """Attach the programs with zeroed counters; return the mode got (native or skb).
 
-        On any failure, what was attached is detached again before PreflightError is raised.
+        The caller runs preflight() first (once: it checks root, BCC, headers and the
+        interface). On any failure, what was attached is detached again before PreflightError
+        is raised.
         """
         if self._got_mode is not None:
             return self._got_mode
-        preflight(self.iface)
         self._lock.acquire()
         try:
             self._got_mode = self._attach_locked()

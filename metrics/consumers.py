@@ -21,7 +21,14 @@ def _validate(query: dict[str, str]) -> tuple[str | None, Any]:
 
 
 class MetricsConsumer(AsyncJsonWebsocketConsumer):
-    """ws://HOST/ws/metrics/[?iface=NAME]; without iface, follows the newest-sampled interface."""
+    """ws://HOST/ws/metrics/[?iface=NAME]: one interface's samples, each once, oldest first.
+
+    Without iface, the connection stays on the interface of the first sample it sends: the one
+    with the newest sample at connect (or, with none yet, the first written after). It does not
+    follow whichever interface was sampled last: with several interfaces sampled every second
+    that would change with every message, and a live view would flap between them. A client
+    that wants another interface reconnects with ?iface=.
+    """
 
     iface: str | None = None
     last_timestamp: datetime | None = None
@@ -53,13 +60,13 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
 
     async def sample_message(self, event: dict[str, Any]) -> None:
         message = event["message"]
-        if self.iface is None or message["interface"] == self.iface:
+        if self.iface in (None, message["interface"]):
             await self.deliver(message)
 
     async def deliver(self, message: dict[str, Any]) -> None:
+        """Send a sample of this connection's interface (the first one sent fixes it) once."""
         timestamp = datetime.fromisoformat(message["timestamp"])
-        last = self.last_timestamp
-        if last is not None and timestamp <= last and message["interface"] == self.iface:
+        if self.last_timestamp is not None and timestamp <= self.last_timestamp:
             return
         self.iface = message["interface"]
         self.last_timestamp = timestamp

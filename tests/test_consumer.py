@@ -77,6 +77,33 @@ def test_only_the_requested_interface() -> None:
     ]
 
 
+def test_without_iface_it_stays_on_the_interface_it_started_with() -> None:
+    """The newest-sampled interface at connect, not whichever is sampled last afterwards."""
+    now = timezone.now()
+    eth0, veth1 = start_run("eth0", started_at=now), start_run("veth1", started_at=now)
+    veth1.record(counters(rx_total_packets=1, rx_total_bytes=64), now, 1.0)
+    eth0.record(counters(rx_total_packets=2, rx_total_bytes=128), timezone.now(), 1.0)
+
+    @async_to_sync
+    async def scenario() -> list[dict]:
+        ws = connect("/ws/metrics/")
+        assert (await ws.connect())[0]
+        received = [await ws.receive_json_from(timeout=2)]
+        await sync_to_async(veth1.record)(
+            counters(rx_total_packets=5, rx_total_bytes=320), timezone.now(), 1.0
+        )
+        assert await ws.receive_nothing(timeout=0.6)  # veth1 is now the newest-sampled
+        await sync_to_async(eth0.record)(
+            counters(rx_total_packets=7, rx_total_bytes=448), timezone.now(), 1.0
+        )
+        received.append(await ws.receive_json_from(timeout=2))
+        assert await ws.receive_nothing(timeout=0.5)
+        await ws.disconnect()
+        return received
+
+    assert [(m["interface"], m["total_packets"]) for m in scenario()] == [("eth0", 2), ("eth0", 7)]
+
+
 def test_unknown_interface_gets_an_error_and_a_close() -> None:
     @async_to_sync
     async def scenario() -> tuple[dict, dict]:

@@ -8,19 +8,22 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
 
+from bpf.loader import MODES, PreflightError, TrafficCounter, preflight
 from bpf.program import DEFAULT_FLOW_TABLE
 from metrics.flows import FlowTracker
 from metrics.models import SamplerRun
 from metrics.sampler import Sampler, StatusLog
 
 log = logging.getLogger("netmetrics.sampler")
+T = TypeVar("T")
 
 # 1M entries: about 100 MB of kernel memory, and a harvest the sampler cannot finish in a tick.
 MAX_FLOW_TABLE = 1 << 20
@@ -36,7 +39,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--mode",
-            choices=["auto", "native", "skb"],
+            choices=MODES,
             default="auto",
             help="ingress: native (driver XDP), skb (TC ingress classifier), "
             "or auto (native where it pays, else skb)",
@@ -75,71 +78,39 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
 
-        # Imported here: bcc is only needed by this command, and its absence is reported by
-        # preflight() as one line instead of an ImportError at Django start-up.
-        from bpf.loader import PreflightError, TrafficCounter, preflight
-
-        egress = not options["no_egress"]
-        try:
-            preflight(iface)
-        except PreflightError as exc:
-            raise CommandError(str(exc)) from None
-        # Writing the run first finds a database problem before anything is attached.
-        run = self.start_run(iface, egress, interval, flow_table)
         counter = TrafficCounter(
             iface,
             mode=mode,
-            egress=egress,
+            egress=not options["no_egress"],
             app_ports=settings.NETMETRICS_APP_PORTS,
             flow_table=flow_table,
             tcp_health=not options["no_tcp_health"],
         )
         try:
-            got_mode = counter.attach()
+            preflight(iface)
+            _database(SamplerRun.objects.exists)  # before a compile that takes seconds
+            with counter:
+                attached = time.monotonic()
+                run = _database(lambda: start_run(counter, interval))
+                log.info(
+                    "sampling %s every %gs (%s mode), egress %s, flows %s",
+                    iface,
+                    interval,
+                    run.mode,
+                    "on" if run.egress else "off",
+                    f"in a table of {flow_table}" if flow_table else "off",
+                )
+                flows = None
+                if flow_table:
+                    top = settings.NETMETRICS_FLOW_TOP
+                    flows = FlowTracker(run, counter.harvest_flows, top, interval)
+                self.loop(Sampler(run, counter.read, attached, flows), interval)
         except PreflightError as exc:
-            run.delete()  # it never counted anything
             raise CommandError(str(exc)) from None
-        attached = time.monotonic()
-        try:
-            run.mode, run.started_at = got_mode, timezone.now()
-            try:
-                run.save(update_fields=["mode", "started_at"])
-            except DatabaseError as exc:
-                raise _database_error(exc) from None
-            log.info(
-                "sampling %s every %gs (%s mode), egress %s, flows %s",
-                iface,
-                interval,
-                got_mode,
-                "on" if egress else "off",
-                f"in a table of {flow_table}" if flow_table else "off",
-            )
-            flows = None
-            if flow_table:
-                top = settings.NETMETRICS_FLOW_TOP
-                flows = FlowTracker(run, counter.harvest_flows, top, interval)
-            self.loop(Sampler(run, counter.read, attached, flows), interval)
-        finally:
-            counter.detach()
         log.info("stopped sampling %s; programs detached", iface)
 
     def on_signal(self, signum: int, frame: object) -> None:
         self.stopping.set()
-
-    def start_run(self, iface: str, egress: bool, interval: float, flow_table: int) -> SamplerRun:
-        """The run's row; its mode is known once the programs are attached."""
-        try:
-            return SamplerRun.objects.create(
-                interface=iface,
-                mode="",
-                egress=egress,
-                interval=interval,
-                flow_table=flow_table,
-                pid=os.getpid(),
-                started_at=timezone.now(),
-            )
-        except DatabaseError as exc:
-            raise _database_error(exc) from None
 
     def loop(self, sampler: Sampler, interval: float) -> None:
         """Tick on wall-clock multiples of the interval until SIGINT/SIGTERM, then flush."""
@@ -153,11 +124,29 @@ class Command(BaseCommand):
             log.warning("%s: could not mark the run stopped (%s)", sampler.run.interface, exc)
 
 
-def _database_error(exc: DatabaseError) -> CommandError:
-    return CommandError(
-        f"cannot write the database {settings.DATABASES['default']['NAME']}: {exc} "
-        "(run 'make setup' for migrations; check NETMETRICS_DB and its permissions)"
+def start_run(counter: TrafficCounter, interval: float) -> SamplerRun:
+    """The run's row, once the programs are attached and the mode they got is known."""
+    assert counter.attached_mode is not None
+    return SamplerRun.objects.create(
+        interface=counter.iface,
+        mode=counter.attached_mode,
+        egress=counter.egress,
+        interval=interval,
+        flow_table=counter.flow_table,
+        pid=os.getpid(),
+        started_at=timezone.now(),
     )
+
+
+def _database(query: Callable[[], T]) -> T:
+    """Run a query; a database error is the user's one line (cause and fix), not a traceback."""
+    try:
+        return query()
+    except DatabaseError as exc:
+        raise CommandError(
+            f"cannot write the database {settings.DATABASES['default']['NAME']}: {exc} "
+            "(run 'make setup' for migrations; check NETMETRICS_DB and its permissions)"
+        ) from None
 
 
 def _until_next_boundary(interval: float) -> float:
