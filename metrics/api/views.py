@@ -1,5 +1,7 @@
 """REST endpoints: thin views over metrics.snapshot, metrics.summary and metrics.talkers."""
 
+from typing import Any
+
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
 from django.utils import timezone
@@ -10,6 +12,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from metrics.api.renderers import FastJSONRenderer, HistoryCSVRenderer
@@ -113,6 +116,13 @@ def _interface(iface: str | None) -> str:
     return iface or _speaking_run(None).interface
 
 
+def _params(serializer: type[Serializer], request: Request, **context: Any) -> dict[str, Any]:
+    """The request's query parameters, validated: a 400 naming each bad one otherwise."""
+    query = serializer(data=request.query_params, context=context)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
 class RealtimeView(APIView):
     """The latest sample's per-second rates and the run's cumulative totals."""
 
@@ -120,9 +130,7 @@ class RealtimeView(APIView):
         parameters=[InterfaceQuerySerializer], responses={200: RealtimeSerializer, **ERRORS}
     )
     def get(self, request: Request) -> Response:
-        query = InterfaceQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        run = _speaking_run(query.validated_data.get("iface"))
+        run = _speaking_run(_params(InterfaceQuerySerializer, request).get("iface"))
         if run.last_sample is None:
             raise NotFound(f"no sample of {run.interface} is kept any more (see retention)")
         return Response(RealtimeSerializer(Snapshot.latest(run, timezone.now())).data)
@@ -135,9 +143,7 @@ class SummaryView(APIView):
         parameters=[SummaryQuerySerializer], responses={200: SummarySerializer, **ERRORS}
     )
     def get(self, request: Request) -> Response:
-        query = SummaryQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = _params(SummaryQuerySerializer, request)
         iface = params.get("iface")
         now = timezone.now()
         bounds = window_bounds(params.get("window"), params.get("since"), params.get("until"), now)
@@ -160,9 +166,7 @@ class HistoryView(APIView):
         if request.query_params.get("format") == "":
             # DRF takes a blank ?format= as no format at all; the schema's enum says otherwise.
             raise ValidationError({"format": ["may not be blank: csv or json, or leave it out"]})
-        query = HistoryQuerySerializer(data=request.query_params, context={"now": timezone.now()})
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = _params(HistoryQuerySerializer, request, now=timezone.now())
         interface = _interface(params.get("iface"))
         result = history(
             interface,
@@ -198,9 +202,7 @@ class FlowsTopView(APIView):
         parameters=[FlowsTopQuerySerializer], responses={200: TopFlowsSerializer, **ERRORS}
     )
     def get(self, request: Request) -> Response:
-        query = FlowsTopQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = _params(FlowsTopQuerySerializer, request)
         interface = _interface(params.get("iface"))
         now = timezone.now()
         since = window_start(params["window"], now)
@@ -215,7 +217,5 @@ class FlowsLiveView(APIView):
         parameters=[InterfaceQuerySerializer], responses={200: LiveFlowsSerializer, **ERRORS}
     )
     def get(self, request: Request) -> Response:
-        query = InterfaceQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        run = _speaking_run(query.validated_data.get("iface"))
+        run = _speaking_run(_params(InterfaceQuerySerializer, request).get("iface"))
         return Response(LiveFlowsSerializer(live_tables([run])[run.pk]).data)

@@ -22,29 +22,15 @@ class Migration(migrations.Migration):
             ],
         ),
         migrations.AddField(
-            model_name='hourrollup',
-            name='flows_dropped',
-            field=models.BigIntegerField(default=0),
-        ),
-        migrations.AddField(
-            model_name='minuterollup',
-            name='flows_dropped',
-            field=models.BigIntegerField(default=0),
-        ),
-        migrations.AddField(
-            model_name='sample',
-            name='flows_dropped',
-            field=models.BigIntegerField(default=0),
-        ),
-        migrations.AddField(
             model_name='samplerrun',
             name='flow_table',
             field=models.PositiveIntegerField(default=0, help_text="entries of the kernel's flow table; 0: flows off"),
         ),
-        migrations.AddField(
-            model_name='samplerrun',
-            name='flows_dropped',
-            field=models.BigIntegerField(default=0),
+        *(
+            migrations.AddField(
+                model_name=model, name='flows_dropped', field=models.BigIntegerField(default=0)
+            )
+            for model in ('hourrollup', 'minuterollup', 'sample', 'samplerrun')
         ),
         migrations.CreateModel(
             name='FlowMinute',
