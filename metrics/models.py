@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.db import models, transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 
 from bpf.classes import ALL_COUNTER_NAMES, DIRECTIONS
 from metrics import rates, tiers
@@ -60,15 +61,14 @@ class SamplerRunQuerySet(models.QuerySet):
         Only runs that recorded something speak; a newer run without a sample yet does not
         silence the older one that has the interface's newest sample.
         """
-        newest = (
-            self.model._default_manager.filter(
-                interface=OuterRef("interface"), measured_seconds__gt=0
-            )
-            .order_by(*_NEWEST_SAMPLE_FIRST)
-            .values("pk")[:1]
+        # One pass over the runs (a window function), not a correlated subquery per run.
+        newest_first = Window(
+            RowNumber(), partition_by=F("interface"), order_by=_NEWEST_SAMPLE_FIRST
         )
         return (
-            self.filter(pk=Subquery(newest))
+            self.filter(measured_seconds__gt=0)
+            .annotate(newest_first=newest_first)
+            .filter(newest_first=1)
             .select_related("last_sample")
             .order_by(*_NEWEST_SAMPLE_FIRST)
         )
