@@ -66,17 +66,26 @@ class SamplerRunQuerySet(models.QuerySet):
             RowNumber(), partition_by=F("interface"), order_by=_NEWEST_SAMPLE_FIRST
         )
         return (
-            self.filter(measured_seconds__gt=0)
+            self._recorded()
             .annotate(newest_first=newest_first)
             .filter(newest_first=1)
-            .select_related("last_sample")
             .order_by(*_NEWEST_SAMPLE_FIRST)
         )
 
     def latest_for(self, interface: str | None) -> SamplerRun | None:
-        """The run speaking for interface; without one, the run with the newest sample."""
-        runs = self.speaking()
-        return (runs.filter(interface=interface) if interface is not None else runs).first()
+        """The run speaking for interface; without one, the run with the newest sample.
+
+        The first run by speaking()'s order, read without its window function: the same rule,
+        a plain ORDER BY ... LIMIT 1 on the one interface (or on all of them).
+        """
+        runs = self._recorded()
+        if interface is not None:
+            runs = runs.filter(interface=interface)
+        return runs.order_by(*_NEWEST_SAMPLE_FIRST).first()
+
+    def _recorded(self) -> SamplerRunQuerySet:
+        """Runs that recorded something: only they speak."""
+        return self.filter(measured_seconds__gt=0).select_related("last_sample")
 
 
 class SamplerRun(CounterColumns):

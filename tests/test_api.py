@@ -128,7 +128,7 @@ def test_database_error_is_503_not_500(api, two_samples, monkeypatch) -> None:
     def locked(*args, **kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr("metrics.models.SamplerRunQuerySet.speaking", locked)
+    monkeypatch.setattr("metrics.models.SamplerRunQuerySet.latest_for", locked)
     body = api("/api/metrics/realtime", status=503)
     assert "database is locked" in body["detail"]
 
