@@ -32,13 +32,6 @@ def _first_sample(interface: str) -> datetime | None:
     return min((start for start in starts if start is not None), default=None)
 
 
-def known_interfaces() -> list[str]:
-    """Interfaces that have recorded anything (runs are kept when their samples expire)."""
-    return list(
-        SamplerRun.objects.speaking().order_by("interface").values_list("interface", flat=True)
-    )
-
-
 def interface_states(now: datetime) -> list[InterfaceState]:
     """Every interface that has recorded anything, by name, with the run speaking for it."""
     return [

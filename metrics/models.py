@@ -83,6 +83,12 @@ class SamplerRunQuerySet(models.QuerySet):
             runs = runs.filter(interface=interface)
         return runs.order_by(*_NEWEST_SAMPLE_FIRST).first()
 
+    def interfaces(self) -> list[str]:
+        """The interfaces some run speaks for, by name: those of runs that recorded anything."""
+        # order_by() replaces the model's ordering (-started_at), which DISTINCT would add to.
+        names = self._recorded().order_by("interface").values_list("interface", flat=True)
+        return list(names.distinct())
+
     def _recorded(self) -> SamplerRunQuerySet:
         """Runs that recorded something: only they speak."""
         return self.filter(measured_seconds__gt=0).select_related("last_sample")

@@ -21,7 +21,6 @@ from metrics.history import (
     point_count,
 )
 from metrics.hostnames import known_name
-from metrics.interfaces import known_interfaces
 from metrics.models import SamplerRun
 from metrics.snapshot import FIELD_PREFIXES
 from metrics.talkers import ORDERS, protocol_name
@@ -124,7 +123,7 @@ class InterfaceQuerySerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
     def validate_iface(self, value: str) -> str:
-        known = known_interfaces()
+        known = SamplerRun.objects.interfaces()
         if value not in known:
             listing = ", ".join(known) if known else "none yet"
             raise serializers.ValidationError(
