@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from bpf import attach
 from bpf.classes import ALL_COUNTER_NAMES, DEFAULT_APP_PORTS, HEALTH_NAMES
 from bpf.errors import PreflightError
-from bpf.flows import Counts
+from bpf.flows import FlowCounts
 from bpf.iface_lock import CLSACT_NOTE, InterfaceLock
 from bpf.program import DEFAULT_FLOW_TABLE, Program
 from bpf.tcp_health import TcpHealth
@@ -173,8 +173,8 @@ class TrafficCounter(attach.Attachable):
         health = self._health.read() if self._health else dict.fromkeys(HEALTH_NAMES, 0)
         return {**self._program.read(), **health, **dropped}
 
-    def harvest_flows(self) -> dict[bytes, Counts]:
-        """Each flow's traffic since the last harvest (bpf/flows.py); empty with flows off."""
+    def harvest_flows(self) -> dict[bytes, FlowCounts]:
+        """Each flow's traffic since the last harvest (bpf/flow_table.py); empty with flows off."""
         if self._program is None or self._program.flows is None:
             return {}
         return self._program.flows.harvest()

@@ -2,7 +2,7 @@
 
 One `Program` is one BCC compilation of bpf/netmetrics.c: the three entry points (XDP ingress, TC
 ingress, TC egress: their file descriptors are what gets attached, or test-run), the counters, the
-application port table, and the flow table when flows are on (bpf/flows.py).
+application port table, and the flow table when flows are on (bpf/flow_table.py).
 """
 
 import ctypes
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bpf.classes import APP_PROTOCOLS, CLASSES, COUNTER_NAMES, DIRECTIONS, counter_name
 from bpf.errors import bcc_bpf, loading
-from bpf.flows import FlowTable
+from bpf.flow_table import FlowTable
 
 SOURCE = Path(__file__).with_name("netmetrics.c")
 # The entry points, and the programs' names in the kernel (which keeps 15 characters: these fit)

@@ -26,6 +26,7 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 
 from bpf.classes import ALL_COUNTER_NAMES
+from bpf.flows import COUNT_FIELDS
 from metrics.models import (
     PEAKS,
     FlowMinute,
@@ -36,7 +37,7 @@ from metrics.models import (
     SamplerRun,
 )
 from metrics.rates import bandwidth_bps, per_second
-from metrics.talkers import COUNTS, ENDS, protocol_name
+from metrics.talkers import ENDS, protocol_name
 from metrics.units import format_bps, format_bytes, format_duration
 
 # Rows fetched per query while a CSV export streams: memory stays flat on any table size.
@@ -379,7 +380,7 @@ class FlowMinuteAdmin(CsvExportAdmin, ReadOnlyAdmin):
     date_hierarchy = "start"
     ordering = ("-start", "-rx_bytes")
     show_full_result_count = False
-    csv_fields = ("start", "interface", *ENDS, *COUNTS)
+    csv_fields = ("start", "interface", *ENDS, *COUNT_FIELDS)
 
     @admin.display(description="minute (UTC)", ordering="start")
     def minute(self, flow: FlowMinute) -> str:

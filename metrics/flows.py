@@ -2,8 +2,8 @@
 into the live top-talkers table (LiveFlows) and the top flows of each minute (FlowMinute).
 
 All of it is the sampler's memory: the last 40 seconds of harvests, running sums over the
-windows iftop shows (2, 10 and 40 seconds), and the minutes not yet written. The web process
-only reads what this writes.
+windows iftop shows (LiveFlows.WINDOWS: 2, 10 and 40 seconds), and the minutes not yet written.
+The web process only reads what this writes, and never imports this module.
 """
 
 from __future__ import annotations
@@ -13,39 +13,45 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import add, sub
 from typing import Any
 
-from bpf.flows import COUNT_FIELDS, Counts, decode_key
+from bpf.flows import NO_TRAFFIC, FlowCounts, decode_key, flow_fields
+from metrics import rates
 from metrics.models import FlowMinute, LiveFlows, MinuteRollup, SamplerRun
 
-WINDOWS: tuple[int, ...] = (2, 10, 40)  # seconds, as iftop's columns
-
-Harvest = Callable[[], Mapping[bytes, Counts]]
-Sums = dict[bytes, list[int]]
+Harvest = Callable[[], Mapping[bytes, FlowCounts]]
+Sums = dict[bytes, FlowCounts]
 
 
 @dataclass
 class Interval:
-    flows: Mapping[bytes, Counts]
+    flows: Mapping[bytes, FlowCounts]
     elapsed: float
     dropped: int
 
 
-def _add(sums: Sums, flows: Mapping[bytes, Counts], sign: int = 1) -> None:
+# Field by field, into a FlowCounts made by tuple.__new__ (not NamedTuple's Python-level __new__
+# or a method): these run for every flow of every window each tick, and this keeps them as cheap
+# as adding into lists.
+def _add(sums: Sums, flows: Mapping[bytes, FlowCounts]) -> None:
     for key, counts in flows.items():
         total = sums.get(key)
-        if total is None:
-            sums[key] = list(counts)
-            continue
-        for i, count in enumerate(counts):
-            total[i] += sign * count
-        if sign < 0 and not any(total):
+        sums[key] = counts if total is None else tuple.__new__(FlowCounts, map(add, total, counts))
+
+
+def _subtract(sums: Sums, flows: Mapping[bytes, FlowCounts]) -> None:
+    """Take out traffic _add put in: a flow with none left is forgotten."""
+    for key, counts in flows.items():
+        total = tuple.__new__(FlowCounts, map(sub, sums[key], counts))
+        if any(total):
+            sums[key] = total
+        else:
             del sums[key]
 
 
-def flow_fields(key: bytes, counts: Iterable[int]) -> dict[str, Any]:
-    """A flow's columns: its key decoded, and rx/tx packets and bytes."""
-    return {**decode_key(key)._asdict(), **dict(zip(COUNT_FIELDS, counts, strict=True))}
+def _fields(key: bytes, counts: FlowCounts) -> dict[str, Any]:
+    return flow_fields(decode_key(key), counts)
 
 
 class FlowTracker:
@@ -60,14 +66,14 @@ class FlowTracker:
         self.harvest = harvest
         self.top = top
         # Windows in intervals: 2, 10 and 40 of them at the default 1 s.
-        self.spans = [max(1, round(seconds / interval)) for seconds in WINDOWS]
+        self.spans = [max(1, round(seconds / interval)) for seconds in LiveFlows.WINDOWS]
         self.recent: deque[Interval] = deque()
-        self.sums: list[Sums] = [{} for _ in WINDOWS]
+        self.sums: list[Sums] = [{} for _ in self.spans]
         self.minutes: dict[datetime, Sums] = {}
         self.dropped_total = 0  # the run's cumulative flows_dropped, as last added
 
     def add(
-        self, flows: Mapping[bytes, Counts], dropped_total: int, end: datetime, elapsed: float
+        self, flows: Mapping[bytes, FlowCounts], dropped_total: int, end: datetime, elapsed: float
     ) -> None:
         """One interval's harvest, which ended at `end` and lasted `elapsed` seconds."""
         self.recent.append(Interval(flows, elapsed, dropped_total - self.dropped_total))
@@ -75,7 +81,7 @@ class FlowTracker:
         for sums, span in zip(self.sums, self.spans, strict=True):
             _add(sums, flows)
             if len(self.recent) > span:  # the interval leaving this window
-                _add(sums, self.recent[-span - 1].flows, -1)
+                _subtract(sums, self.recent[-span - 1].flows)
         if len(self.recent) > self.spans[-1]:
             self.recent.popleft()
         # A minute holds the intervals that started in it, as its MinuteRollup does.
@@ -87,20 +93,20 @@ class FlowTracker:
         # Never 0 in practice (monotonic time moves between ticks); 1 s keeps a rate finite.
         seconds = [sum(i.elapsed for i in list(self.recent)[-span:]) or 1.0 for span in self.spans]
 
-        def rank(key: bytes) -> tuple[int, ...]:
-            return tuple(sums[key][1] + sums[key][3] if key in sums else 0 for sums in self.sums)
+        def rank(key: bytes) -> list[int]:
+            return [sums[key].bytes if key in sums else 0 for sums in self.sums]
 
         rows = []
         for key in heapq.nlargest(self.top, self.sums[-1], key=rank):
-            row = flow_fields(key, self.sums[-1][key])
-            windows = [sums.get(key, (0, 0, 0, 0)) for sums in self.sums]
-            for direction, offset in (("rx", 0), ("tx", 2)):
-                row[f"{direction}_bps"] = [
-                    8 * counts[offset + 1] / s for counts, s in zip(windows, seconds, strict=True)
-                ]
-                row[f"{direction}_pps"] = [
-                    counts[offset] / s for counts, s in zip(windows, seconds, strict=True)
-                ]
+            row = _fields(key, self.sums[-1][key])
+            windows = [sums.get(key, NO_TRAFFIC) for sums in self.sums]
+            for direction in ("rx", "tx"):
+                traffic = [getattr(counts, direction) for counts in windows]
+                for suffix, unit in (("bps", "bytes"), ("pps", "packets")):
+                    row[f"{direction}_{suffix}"] = [
+                        rates.per_second(getattr(t, unit), s, unit)
+                        for t, s in zip(traffic, seconds, strict=True)
+                    ]
             rows.append(row)
         return rows
 
@@ -133,7 +139,7 @@ class FlowTracker:
 
     def minute_top(self, sums: Sums) -> list[dict[str, Any]]:
         """A minute's top flows by bytes, and by packets: one row each, at most 2 x top."""
-        by_bytes = heapq.nlargest(self.top, sums, key=lambda key: sums[key][1] + sums[key][3])
-        by_packets = heapq.nlargest(self.top, sums, key=lambda key: sums[key][0] + sums[key][2])
+        by_bytes = heapq.nlargest(self.top, sums, key=lambda key: sums[key].bytes)
+        by_packets = heapq.nlargest(self.top, sums, key=lambda key: sums[key].packets)
         keys = dict.fromkeys(by_bytes + by_packets)
-        return [flow_fields(key, sums[key]) for key in keys]
+        return [_fields(key, sums[key]) for key in keys]

@@ -347,3 +347,5 @@ class LiveFlows(models.Model):
         default=0, help_text="flows evicted from the kernel's table unread within the window"
     )
     flows = models.JSONField(default=list)
+    WINDOWS: tuple[int, ...] = (2, 10, 40)  # seconds of the rates' averages, as iftop's columns
+

@@ -13,15 +13,14 @@ from typing import Any
 
 from django.db.models import F, Sum
 
-from bpf.flows import COUNT_FIELDS, FlowKey
-from metrics.flows import WINDOWS
+from bpf.flows import COUNT_FIELDS, FlowCounts, FlowKey, flow_fields
 from metrics.models import FlowMinute, LiveFlows, MinuteRollup, SamplerRun
 from metrics.tiers import tier_plan
 
 PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
-# What identifies a flow, and what is summed per flow.
-ENDS = FlowKey._fields
-COUNTS = COUNT_FIELDS
+ENDS = FlowKey._fields  # what identifies a flow
+# Each count's sum over a flow's minutes. Annotations may not reuse the model's field names.
+SUMS = {f"sum_{name}": Sum(name) for name in COUNT_FIELDS}
 # Top lists by either total; ties go to the other total, then to the flow's ends: a stable order.
 ORDERS = {"bytes": ("-bytes", "-packets", *ENDS), "packets": ("-packets", "-bytes", *ENDS)}
 
@@ -63,18 +62,17 @@ def top_flows(
         FlowMinute.objects.filter(interface=interface, start__gte=since, start__lt=until)
         .values(*ENDS)
         .annotate(
-            **{f"sum_{name}": Sum(name) for name in COUNTS},
+            **SUMS,
             packets=Sum(F("rx_packets") + F("tx_packets")),
             bytes=Sum(F("rx_bytes") + F("tx_bytes")),
         )
         .order_by(*ORDERS[by])[:limit]
     )
-    # Annotations may not reuse the model's field names: the sums get them back here.
-    flows = [
-        {key: row[key] for key in (*ENDS, "packets", "bytes")}
-        | {name: row[f"sum_{name}"] for name in COUNTS}
-        for row in rows
-    ]
+    flows = []
+    for row in rows:
+        counts = FlowCounts(*(row[alias] for alias in SUMS))
+        key = FlowKey(*(row[end] for end in ENDS))
+        flows.append(flow_fields(key, counts) | {"packets": counts.packets, "bytes": counts.bytes})
     run = SamplerRun.objects.latest_for(interface)
     return TopFlows(
         interface=interface,
@@ -99,7 +97,7 @@ class LiveTable:
     seconds: float = 0.0
     dropped: int = 0
     flows: list[dict[str, Any]] = field(default_factory=list)
-    windows: tuple[int, ...] = WINDOWS  # of the rates, in their lists' order
+    windows: tuple[int, ...] = LiveFlows.WINDOWS  # of the rates, in their lists' order
 
 
 def _live_table(run: SamplerRun, live: LiveFlows | None) -> LiveTable:

@@ -13,7 +13,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import ARP, Ether
 
 from bpf.classes import DEFAULT_APP_PORTS
-from bpf.flows import FlowKey, decode_key, encode_key
+from bpf.flows import FlowCounts, FlowKey, decode_key, encode_key
 from bpf.prog_test_run import prog_test_run
 from bpf.program import Program
 from tests.test_bpf_program import sk_buff_ctx
@@ -45,8 +45,8 @@ def fd(program: Program, entry: str) -> int:
     return program.xdp_fd if entry == "xdp" else program.tc_fds[entry.removeprefix("tc-")]
 
 
-def counts(direction: str, packets: int, nbytes: int) -> tuple[int, int, int, int]:
-    return (packets, nbytes, 0, 0) if direction == "rx" else (0, 0, packets, nbytes)
+def counts(direction: str, packets: int, nbytes: int) -> FlowCounts:
+    return FlowCounts(**{f"{direction}_packets": packets, f"{direction}_bytes": nbytes})
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def flows(program: Program) -> Program:
     return program
 
 
-def harvest(program: Program) -> dict[FlowKey, tuple[int, int, int, int]]:
+def harvest(program: Program) -> dict[FlowKey, FlowCounts]:
     assert program.flows is not None
     return {decode_key(key): value for key, value in program.flows.harvest().items()}
 

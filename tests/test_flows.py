@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pytest
 from django.db import OperationalError
 
-from bpf.flows import Counts, FlowKey, encode_key
+from bpf.flows import FlowCounts, FlowKey, encode_key
 from metrics.flows import FlowTracker
 from metrics.models import FlowMinute, LiveFlows, SamplerRun
 from metrics.sampler import Sampler
@@ -20,9 +20,10 @@ B = FlowKey(6, "2001:db8::1", 443, "2001:db8::2", 50000)
 C = FlowKey(1, "10.0.0.1", 0, "10.0.0.3", 0)
 
 
-def harvest(**flows: Counts) -> dict[bytes, Counts]:
+def harvest(**flows: tuple[int, ...]) -> dict[bytes, FlowCounts]:
+    """Each flow's (rx packets, rx bytes, tx packets, tx bytes), as a harvest returns them."""
     keys = {"a": A, "b": B, "c": C}
-    return {encode_key(keys[name]): value for name, value in flows.items()}
+    return {encode_key(keys[name]): FlowCounts(*value) for name, value in flows.items()}
 
 
 def by_key(rows: list[dict]) -> dict[FlowKey, dict]:
@@ -61,9 +62,9 @@ def test_live_windows_forget_what_left_them_and_rank_by_the_shortest_first() -> 
 def test_minute_top_keeps_the_top_by_bytes_and_the_top_by_packets() -> None:
     tracker = FlowTracker(start_run(), dict, top=1, interval=1.0)
     sums = {
-        encode_key(A): [100, 6000, 0, 0],  # most packets
-        encode_key(B): [2, 9000, 0, 0],  # most bytes
-        encode_key(C): [50, 5000, 0, 0],  # neither
+        encode_key(A): FlowCounts(100, 6000, 0, 0),  # most packets
+        encode_key(B): FlowCounts(2, 9000, 0, 0),  # most bytes
+        encode_key(C): FlowCounts(50, 5000, 0, 0),  # neither
     }
     rows = tracker.minute_top(sums)
     assert {(r["local"], r["remote"]) for r in rows} == {(A.local, A.remote), (B.local, B.remote)}
@@ -72,11 +73,11 @@ def test_minute_top_keeps_the_top_by_bytes_and_the_top_by_packets() -> None:
 class FakeTable:
     """A flow table whose harvests are given in advance; the kernel's drop count with them."""
 
-    def __init__(self, harvests: list[Mapping[bytes, Counts]]) -> None:
+    def __init__(self, harvests: list[Mapping[bytes, FlowCounts]]) -> None:
         self.harvests = list(harvests)
         self.dropped = 0
 
-    def __call__(self) -> Mapping[bytes, Counts]:
+    def __call__(self) -> Mapping[bytes, FlowCounts]:
         return self.harvests.pop(0)
 
     def read(self) -> dict[str, int]:

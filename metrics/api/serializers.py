@@ -10,7 +10,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from metrics.durations import parse_duration
-from metrics.flows import WINDOWS
 from metrics.history import (
     DEFAULT_FIELDS,
     DIRECTIONS,
@@ -21,7 +20,7 @@ from metrics.history import (
     point_count,
 )
 from metrics.hostnames import known_name
-from metrics.models import SamplerRun
+from metrics.models import LiveFlows, SamplerRun
 from metrics.snapshot import FIELD_PREFIXES
 from metrics.talkers import ORDERS, protocol_name
 from metrics.tiers import BY_NAME
@@ -314,7 +313,7 @@ class TopFlowsSerializer(serializers.Serializer):
 
 
 def _rates_field(unit: str) -> serializers.ListField:
-    windows = ", ".join(map(str, WINDOWS))
+    windows = ", ".join(map(str, LiveFlows.WINDOWS))
     return serializers.ListField(
         child=serializers.FloatField(), help_text=f"{unit} over the last {windows} seconds"
     )
