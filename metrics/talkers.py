@@ -74,17 +74,9 @@ def top_flows(
         key = FlowKey(*(row[end] for end in ENDS))
         flows.append(flow_fields(key, counts) | {"packets": counts.packets, "bytes": counts.bytes})
     run = SamplerRun.objects.latest_for(interface)
-    return TopFlows(
-        interface=interface,
-        window=window,
-        since=since,
-        until=until,
-        by=by,
-        limit=limit,
-        flow_table=run.flow_table if run else 0,
-        flows_dropped=_flows_dropped(interface, since, until),
-        flows=flows,
-    )
+    flow_table = run.flow_table if run else 0
+    dropped = _flows_dropped(interface, since, until)
+    return TopFlows(interface, window, since, until, by, limit, flow_table, dropped, flows)
 
 
 @dataclass(frozen=True)
