@@ -33,7 +33,8 @@ APP_PROTOCOLS: dict[str, tuple[str, ...]] = {
 }
 
 # Classes of a TCP flag: counted once per frame or aggregate that carries it (TSO and GRO put a
-# FIN only on an aggregate's last segment), never once per segment.
+# FIN only on an aggregate's last segment), never once per segment. The loader passes their mask
+# to the C program as TCP_FLAG_CLASSES.
 TCP_FLAG_CLASSES: tuple[str, ...] = ("syn", "synack", "rst", "fin")
 
 DEFAULT_APP_PORTS: dict[str, tuple[int, ...]] = {"http": (80,), "https": (443,), "dns": (53,)}

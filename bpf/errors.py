@@ -10,14 +10,15 @@ class PreflightError(RuntimeError):
     """Something the user can fix stops the sampler; the message is one line: cause and fix."""
 
 
+BCC_MISSING = "BCC's Python bindings are missing: apt-get install python3-bpfcc (or make setup)"
+
+
 def bcc_bpf() -> Any:
     """BCC's BPF class (untyped), imported when needed: Debian's python3-bpfcc may be missing."""
     try:
         from bcc import BPF
     except ImportError:
-        raise PreflightError(
-            "BCC's Python bindings are missing: apt-get install python3-bpfcc (or make setup)"
-        ) from None
+        raise PreflightError(BCC_MISSING) from None
     return BPF
 
 

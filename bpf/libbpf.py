@@ -29,64 +29,54 @@ BPF_OBJ_NAME_LEN = 16
 
 
 class _Opts(ctypes.Structure):
-    """A libbpf options struct: `sz` set to our size of it, everything else zero unless given."""
+    """A libbpf options struct: `sz` set to our size of it, everything else zero unless given.
+
+    `sz` is every options struct's first field; a subclass's `_fields_` are the ones after it.
+    """
+
+    _fields_ = [("sz", ctypes.c_size_t)]
 
     def __init__(self, **fields: object) -> None:
         super().__init__(sz=ctypes.sizeof(self), **fields)
 
 
+def _fields(names: str, ctype: type) -> list[tuple[str, type]]:
+    """Fields of one C type, as a C declaration lists them: ``__u32 a, b;``."""
+    return [(name, ctype) for name in names.split()]
+
+
+_u32, _ptr = ctypes.c_uint32, ctypes.c_void_p
+
+
 class XdpAttachOpts(_Opts):
-    _fields_ = [("sz", ctypes.c_size_t), ("old_prog_fd", ctypes.c_int)]
+    _fields_ = [("old_prog_fd", ctypes.c_int)]
 
 
 class XdpQueryOpts(_Opts):
     _fields_ = [
-        ("sz", ctypes.c_size_t),
-        ("prog_id", ctypes.c_uint32),
-        ("drv_prog_id", ctypes.c_uint32),
-        ("hw_prog_id", ctypes.c_uint32),
-        ("skb_prog_id", ctypes.c_uint32),
+        *_fields("prog_id drv_prog_id hw_prog_id skb_prog_id", _u32),
         ("attach_mode", ctypes.c_uint8),
     ]
 
 
 class TcHook(_Opts):
-    _fields_ = [
-        ("sz", ctypes.c_size_t),
-        ("ifindex", ctypes.c_int),
-        ("attach_point", ctypes.c_int),
-        ("parent", ctypes.c_uint32),
-    ]
+    _fields_ = [*_fields("ifindex attach_point", ctypes.c_int), ("parent", _u32)]
 
 
 class TcOpts(_Opts):
-    _fields_ = [
-        ("sz", ctypes.c_size_t),
-        ("prog_fd", ctypes.c_int),
-        ("flags", ctypes.c_uint32),
-        ("prog_id", ctypes.c_uint32),
-        ("handle", ctypes.c_uint32),
-        ("priority", ctypes.c_uint32),
-    ]
+    _fields_ = [("prog_fd", ctypes.c_int), *_fields("flags prog_id handle priority", _u32)]
 
 
 class TestRunOpts(_Opts):
+    """struct bpf_test_run_opts, whose fields libbpf's header declares in these groups."""
+
     _fields_ = [
-        ("sz", ctypes.c_size_t),
-        ("data_in", ctypes.c_void_p),
-        ("data_out", ctypes.c_void_p),
-        ("data_size_in", ctypes.c_uint32),
-        ("data_size_out", ctypes.c_uint32),
-        ("ctx_in", ctypes.c_void_p),
-        ("ctx_out", ctypes.c_void_p),
-        ("ctx_size_in", ctypes.c_uint32),
-        ("ctx_size_out", ctypes.c_uint32),
-        ("retval", ctypes.c_uint32),
+        *_fields("data_in data_out", _ptr),
+        *_fields("data_size_in data_size_out", _u32),
+        *_fields("ctx_in ctx_out", _ptr),
+        *_fields("ctx_size_in ctx_size_out retval", _u32),
         ("repeat", ctypes.c_int),
-        ("duration", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("cpu", ctypes.c_uint32),
-        ("batch_size", ctypes.c_uint32),
+        *_fields("duration flags cpu batch_size", _u32),
     ]
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from bpf import attach
 from bpf.classes import ALL_COUNTER_NAMES, DEFAULT_APP_PORTS, HEALTH_NAMES
-from bpf.errors import PreflightError
+from bpf.errors import BCC_MISSING, PreflightError
 from bpf.flows import FlowCounts
 from bpf.iface_lock import CLSACT_NOTE, InterfaceLock
 from bpf.program import DEFAULT_FLOW_TABLE, Program
@@ -38,9 +38,7 @@ def preflight(iface: str) -> None:
     if os.geteuid() != 0:
         raise PreflightError("netmetrics needs root to load eBPF programs: run it with sudo")
     if importlib.util.find_spec("bcc") is None:
-        raise PreflightError(
-            "BCC's Python bindings are missing: apt-get install python3-bpfcc (or make setup)"
-        )
+        raise PreflightError(BCC_MISSING)
     release = os.uname().release
     if not os.path.exists(f"/lib/modules/{release}/build") and not os.path.exists(
         "/sys/kernel/kheaders.tar.xz"

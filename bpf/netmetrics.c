@@ -1,11 +1,13 @@
 /* netmetrics: count frames per traffic class: ingress by XDP (native mode) or a TC classifier
  * (skb mode), egress by a TC classifier.
  *
- * The loader (bpf/program.py) defines CLASS_<NAME>, the bit of each class of bpf/classes.py, and
- * NUM_CLASSES. The three entry points run the same parser, which returns a bitmask of classes,
- * then add the frame to one per-CPU slot (rx or tx): one map lookup, no locks, no allocation.
+ * The loader (bpf/program.py) defines CLASS_<NAME>, the bit of each class of bpf/classes.py,
+ * NUM_CLASSES, and TCP_FLAG_CLASSES, the mask of bpf/classes.py's TCP_FLAG_CLASSES (counted once
+ * per frame or aggregate, see count_frame). The three entry points run the same parser, which
+ * returns a bitmask of classes, then add the frame to one per-CPU slot (rx or tx): one map
+ * lookup, no locks, no allocation.
  * With FLOWS defined (FLOW_TABLE_SIZE entries), they also add it to its flow's entry of an LRU
- * hash, which the sampler empties every interval (bpf/flows.py).
+ * hash, which the sampler empties every interval (bpf/flow_table.py).
  * The programs only read: they never modify, drop or redirect a frame.
  */
 #include <uapi/linux/bpf.h>
@@ -25,8 +27,6 @@
 #define CLASS_BIT(class) (1U << (class))
 #define TRANSPORT_CLASSES (CLASS_BIT(CLASS_TCP) | CLASS_BIT(CLASS_UDP) | CLASS_BIT(CLASS_ICMP))
 #define IP_CLASSES (CLASS_BIT(CLASS_IPV4) | CLASS_BIT(CLASS_IPV6))
-#define FLAG_CLASSES                                                                           \
-    (CLASS_BIT(CLASS_SYN) | CLASS_BIT(CLASS_SYNACK) | CLASS_BIT(CLASS_RST) | CLASS_BIT(CLASS_FIN))
 #define MAX_VLAN_TAGS 2
 #define MAX_IPV6_EXT_HEADERS 4
 #define IPV4_FRAG_OFFSET 0x1FFF
@@ -97,10 +97,6 @@ static __always_inline __u32 port_classes(__u32 index)
     return mask ? *mask : 0;
 }
 
-/* The class of the transport protocol, known from the IP header alone; application classes too
- * when the transport header is there (not a non-first fragment) and its ports are in bounds.
- * *header_len becomes the frame's L2-L4 header length (TCP options included) when the whole
- * TCP or UDP header is in bounds; it stays 0 otherwise. */
 /* Connection events: a SYN opens, its SYN-ACK accepts, a RST aborts, a FIN closes. */
 static __always_inline __u32 tcp_flag_classes(struct tcphdr *tcp)
 {
@@ -115,6 +111,10 @@ static __always_inline __u32 tcp_flag_classes(struct tcphdr *tcp)
     return mask;
 }
 
+/* The class of the transport protocol, known from the IP header alone; application classes too
+ * when the transport header is there (not a non-first fragment) and its ports are in bounds.
+ * *header_len becomes the frame's L2-L4 header length (TCP options included) when the whole
+ * TCP or UDP header is in bounds; it stays 0 otherwise. */
 static __always_inline __u32 transport(void *data, void *l4, void *data_end, __u8 proto,
                                        __u8 icmp_proto, int has_l4, __u32 *header_len,
                                        struct flow_key *flow)
@@ -320,9 +320,9 @@ static __always_inline void count_frame(__u32 direction, __u32 mask, struct flow
     if (segs > 1)
         last = header_len && gso_size ? bytes - (segs - 1) * (header_len + gso_size)
                                        : bytes / segs;
-    count(direction, mask & ~FLAG_CLASSES, segs, bytes);
-    if (mask & FLAG_CLASSES)
-        count(direction, mask & FLAG_CLASSES, 1, last);
+    count(direction, mask & ~TCP_FLAG_CLASSES, segs, bytes);
+    if (mask & TCP_FLAG_CLASSES)
+        count(direction, mask & TCP_FLAG_CLASSES, 1, last);
     count_flow(direction, mask, flow, segs, bytes);
 }
 
@@ -340,50 +340,56 @@ int netmetrics_xdp(struct xdp_md *ctx)
     return XDP_PASS;
 }
 
-/* Ingress on the socket-buffer path, where GRO has merged frames and virtual NICs (veth, tap,
- * virtio) hand over GSO packets whole. cls_bpf pushes the MAC header back before running us: data
- * is the Ethernet header and len counts it. Such an aggregate stands for gso_segs wire packets,
- * each with its own copy of the L2-L4 headers: count them as the kernel counts egress wire_len
- * (qdisc_pkt_len_init): len + (segs - 1) * header length. virtio and tap leave gso_segs 0 for the
- * stack to compute ("dodgy" GSO): the kernel's formula from gso_size then. When the parser cannot
- * tell the header length, the packets still count, the repeated headers' bytes do not.
- *
- * TC_ACT_UNSPEC, not TC_ACT_OK: both let the frame go, but TC_ACT_OK would also end the filter
- * chain, hiding the frame from any other tool's filter after ours. */
-int netmetrics_tcin(struct __sk_buff *skb)
+/* The TC entry points: count one skb in direction (RX or TX), then let it go. TC_ACT_UNSPEC, not
+ * TC_ACT_OK: both let the frame go, but TC_ACT_OK would also end the filter chain, hiding the
+ * frame from any other tool's filter after ours. direction is a constant in each caller, so only
+ * its branch is compiled into each program. */
+static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
 {
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
     __u32 header_len;
     struct flow_key flow = {};
     __u32 mask = classify(data, data_end, &header_len, &flow);
-    __u32 segs = skb->gso_segs;
+    __u64 segs, bytes;
 
-    if (!segs && skb->gso_size && header_len)
-        segs = (skb->len - header_len + skb->gso_size - 1) / skb->gso_size;
-    if (!segs)
-        segs = 1;
-    count_frame(RX, mask, &flow, segs, skb->len + (__u64)(segs - 1) * header_len, header_len,
-                skb->gso_size);
+    if (direction == RX) {
+        /* Ingress on the socket-buffer path, where GRO has merged frames and virtual NICs (veth,
+         * tap, virtio) hand over GSO packets whole. cls_bpf pushes the MAC header back before
+         * running us: data is the Ethernet header and len counts it. Such an aggregate stands for
+         * gso_segs wire packets, each with its own copy of the L2-L4 headers: count them as the
+         * kernel counts egress wire_len (qdisc_pkt_len_init): len + (segs - 1) * header length.
+         * virtio and tap leave gso_segs 0 for the stack to compute ("dodgy" GSO): the kernel's
+         * formula from gso_size then. When the parser cannot tell the header length, the packets
+         * still count, the repeated headers' bytes do not. */
+        __u32 rx_segs = skb->gso_segs;
+        if (!rx_segs && skb->gso_size && header_len)
+            rx_segs = (skb->len - header_len + skb->gso_size - 1) / skb->gso_size;
+        if (!rx_segs)
+            rx_segs = 1;
+        segs = rx_segs;
+        bytes = skb->len + (__u64)(rx_segs - 1) * header_len;
+    } else {
+        /* A GSO skb leaves as gso_segs wire packets, each with its own copy of the L2-L4
+         * headers. wire_len is the kernel's count of their bytes (qdisc_pkt_len_init, run before
+         * the egress hook: len + (segs - 1) * header length, tunnels and TCP options included);
+         * it is 0 only when nobody set it (BPF_PROG_TEST_RUN without a context), and then len is
+         * exact. */
+        segs = skb->gso_segs ? skb->gso_segs : 1;
+        bytes = skb->wire_len ? skb->wire_len : skb->len;
+    }
+    count_frame(direction, mask, &flow, segs, bytes, header_len, skb->gso_size);
     return TC_ACT_UNSPEC;
 }
 
-/* Egress: TC_ACT_UNSPEC as on ingress. */
+/* Ingress on the socket-buffer path (skb mode). */
+int netmetrics_tcin(struct __sk_buff *skb)
+{
+    return count_skb(skb, RX);
+}
+
+/* Egress. */
 int netmetrics_tc(struct __sk_buff *skb)
 {
-    void *data = (void *)(long)skb->data;
-    void *data_end = (void *)(long)skb->data_end;
-    __u32 header_len;
-    /* A GSO skb leaves as gso_segs wire packets, each with its own copy of the L2-L4 headers.
-     * wire_len is the kernel's count of their bytes (qdisc_pkt_len_init, run before the egress
-     * hook: len + (segs - 1) * header length, tunnels and TCP options included); it is 0 only
-     * when nobody set it (BPF_PROG_TEST_RUN without a context), and then len is exact. */
-    __u64 packets = skb->gso_segs ? skb->gso_segs : 1;
-    __u64 bytes = skb->wire_len ? skb->wire_len : skb->len;
-
-    struct flow_key flow = {};
-    __u32 mask = classify(data, data_end, &header_len, &flow);
-
-    count_frame(TX, mask, &flow, packets, bytes, header_len, skb->gso_size);
-    return TC_ACT_UNSPEC;
+    return count_skb(skb, TX);
 }

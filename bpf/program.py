@@ -9,7 +9,14 @@ import ctypes
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from bpf.classes import APP_PROTOCOLS, CLASSES, COUNTER_NAMES, DIRECTIONS, counter_name
+from bpf.classes import (
+    APP_PROTOCOLS,
+    CLASSES,
+    COUNTER_NAMES,
+    DIRECTIONS,
+    TCP_FLAG_CLASSES,
+    counter_name,
+)
 from bpf.errors import bcc_bpf, loading
 from bpf.flow_table import FlowTable
 
@@ -27,9 +34,18 @@ _PORTS_BASE = {"tcp": 0, "udp": 65536}
 DEFAULT_FLOW_TABLE = 16384
 
 
+def class_mask(classes: Iterable[str]) -> int:
+    """The kernel's bitmask of these classes: bit CLASS_<NAME> (the index in CLASSES) of each."""
+    mask = 0
+    for cls in classes:
+        mask |= 1 << CLASSES.index(cls)
+    return mask
+
+
 def _cflags(flow_table: int) -> list[str]:
     flags = [f"-DCLASS_{name.upper()}={index}" for index, name in enumerate(CLASSES)]
     flags.append(f"-DNUM_CLASSES={len(CLASSES)}")
+    flags.append(f"-DTCP_FLAG_CLASSES={class_mask(TCP_FLAG_CLASSES):#x}U")
     if flow_table:
         flags += ["-DFLOWS", f"-DFLOW_TABLE_SIZE={flow_table}"]
     return flags
@@ -46,7 +62,7 @@ def app_port_masks(app_ports: Mapping[str, Iterable[int]]) -> dict[int, int]:
                 raise ValueError(f"port {port} of {cls} is not in 0-65535")
             for transport in APP_PROTOCOLS[cls]:
                 index = _PORTS_BASE[transport] + port
-                masks[index] = masks.get(index, 0) | 1 << CLASSES.index(cls)
+                masks[index] = masks.get(index, 0) | class_mask([cls])
     return masks
 
 

@@ -22,9 +22,9 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
-from bpf.classes import CLASSES, COUNTER_NAMES, DEFAULT_APP_PORTS, counter_name
+from bpf.classes import CLASSES, COUNTER_NAMES, DEFAULT_APP_PORTS, TCP_FLAG_CLASSES, counter_name
 from bpf.prog_test_run import prog_test_run
-from bpf.program import Program, app_port_masks
+from bpf.program import Program, _cflags, app_port_masks
 
 XDP_PASS = 2
 TC_ACT_UNSPEC = 0xFFFFFFFF  # -1 as the u32 the test run reports
@@ -478,3 +478,12 @@ def test_app_port_masks_reject_bad_input() -> None:
         app_port_masks({"http": [70000]})
     http, dns = 1 << CLASSES.index("http"), 1 << CLASSES.index("dns")
     assert app_port_masks({"http": [80], "dns": [53]}) == {80: http, 53: dns, 65536 + 53: dns}
+
+
+@pytest.mark.parametrize("flow_table", [0, 1024])
+def test_the_flag_mask_macro_is_tcp_flag_classes(flow_table: int) -> None:
+    """The C program's TCP_FLAG_CLASSES, which count once per aggregate, are bpf/classes.py's."""
+    (value,) = [f for f in _cflags(flow_table) if f.startswith("-DTCP_FLAG_CLASSES=")]
+    mask = int(value.removeprefix("-DTCP_FLAG_CLASSES=").removesuffix("U"), 0)
+    assert {cls for i, cls in enumerate(CLASSES) if mask >> i & 1} == set(TCP_FLAG_CLASSES)
+    assert mask < 1 << len(CLASSES)
