@@ -25,6 +25,24 @@ CLASSES: tuple[str, ...] = (
     "fin",
 )
 
+# What the dashboard calls each class.
+CLASS_LABELS: dict[str, str] = {
+    "total": "Total",
+    "ipv4": "IPv4",
+    "ipv6": "IPv6",
+    "tcp": "TCP",
+    "udp": "UDP",
+    "icmp": "ICMP",
+    "other": "Other",
+    "http": "HTTP",
+    "https": "HTTPS",
+    "dns": "DNS",
+    "syn": "TCP SYN",
+    "synack": "TCP SYN-ACK",
+    "rst": "TCP RST",
+    "fin": "TCP FIN",
+}
+
 # Application classes are recognised by port, on these transports only.
 APP_PROTOCOLS: dict[str, tuple[str, ...]] = {
     "http": ("tcp",),

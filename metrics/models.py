@@ -118,6 +118,10 @@ class SamplerRun(CounterColumns):
 
     objects = SamplerRunQuerySet.as_manager()
 
+    # A run is live while it has a sample newer than this many intervals: the API's
+    # sampler_running and status, /metrics' sampler_up, and the dashboard's stale threshold.
+    LIVE_INTERVALS = 3
+
     class Meta:
         ordering = ["-started_at"]
 
@@ -130,10 +134,11 @@ class SamplerRun(CounterColumns):
         return DIRECTIONS if self.egress else DIRECTIONS[:1]
 
     def is_running(self, now: datetime) -> bool:
-        """A run is live while it has a sample newer than three intervals."""
+        """A run is live while it has a sample newer than LIVE_INTERVALS intervals."""
         if self.stopped_at is not None or self.last_sample is None:
             return False
-        return (now - self.last_sample.timestamp).total_seconds() < 3 * self.interval
+        age = (now - self.last_sample.timestamp).total_seconds()
+        return age < self.LIVE_INTERVALS * self.interval
 
     def status(self, now: datetime) -> str:
         """running; stopped (it said so); or stale: no fresh sample, never stopped (killed?)."""
@@ -338,6 +343,8 @@ class LiveFlows(models.Model):
     See metrics/flows.py.
     """
 
+    WINDOWS: tuple[int, ...] = (2, 10, 40)  # seconds of the rates' averages, as iftop's columns
+
     run = models.OneToOneField(
         SamplerRun, on_delete=models.CASCADE, primary_key=True, related_name="live_flows"
     )
@@ -347,5 +354,3 @@ class LiveFlows(models.Model):
         default=0, help_text="flows evicted from the kernel's table unread within the window"
     )
     flows = models.JSONField(default=list)
-    WINDOWS: tuple[int, ...] = (2, 10, 40)  # seconds of the rates' averages, as iftop's columns
-

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from metrics.dashboard import DashboardView
 
 admin.site.site_header = "netmetrics"
 admin.site.site_title = "netmetrics admin"
@@ -9,7 +10,7 @@ admin.site.index_title = "Traffic history"
 admin.site.site_url = "/"  # "View site" goes to the dashboard
 
 urlpatterns = [
-    path("", TemplateView.as_view(template_name="dashboard.html"), name="dashboard"),
+    path("", DashboardView.as_view(), name="dashboard"),
     path("", include("metrics.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

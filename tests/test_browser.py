@@ -9,6 +9,7 @@ arrive over the WebSocket. Loopback only.
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from bpf.classes import CLASS_LABELS, CLASSES
 from metrics.hostnames import known_name
 from tests.processes import ROOT, Managed, migrated_env, wait_for
 
@@ -91,7 +93,7 @@ for line in sys.stdin:
             key = cmd["key"]
             runs[key] = SamplerRun.objects.create(
                 interface=cmd["iface"], mode=cmd.get("mode", "native"),
-                egress=cmd.get("egress", True), interval=1.0, pid=os.getpid(),
+                egress=cmd.get("egress", True), interval=cmd.get("interval", 1.0), pid=os.getpid(),
                 flow_table=cmd.get("flow_table", 16384),
                 started_at=now - timedelta(seconds=cmd.get("ago", 0)),
             )
@@ -346,7 +348,7 @@ def browser(requires_browser) -> Iterator[Any]:
 class Page:
     """A fresh browser page that records console errors and uncaught exceptions."""
 
-    def __init__(self, browser, url: str, **context: Any) -> None:
+    def __init__(self, browser, url: str, clock: bool = False, **context: Any) -> None:
         self.context = browser.new_context(**context)
         self.context.set_default_timeout(10_000)
         self.page = self.context.new_page()
@@ -354,6 +356,8 @@ class Page:
         self.expected_network_errors = False
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+        if clock:  # the page's Date and timers follow page.clock, which the test moves
+            self.context.clock.install()
         self.page.goto(url)
 
     def _console(self, message) -> None:
@@ -668,3 +672,102 @@ def test_the_live_ring_stays_bounded(world, open_page) -> None:
     )
     assert result == [300, 3000, 300]
     assert page.evaluate("() => document.getElementsByTagName('*').length") == nodes
+
+
+def test_the_palette_keeps_its_light_and_dark_colours(world, open_page) -> None:
+    """One variable per colour with its light and dark value (light-dark()); the charts get the
+    colour of the scheme in use."""
+    page = open_page(color_scheme="light").page
+    page.wait_for_selector('#history[data-state="ok"]')
+    colours = """() => [
+        ...['rx', 'tx', 'tcp', 'https', 'dns'].map(window.netmetrics.chartTheme.theme().color),
+        window.netmetrics.chartTheme.theme().grid,
+        getComputedStyle(document.body).backgroundColor,
+        getComputedStyle(document.querySelector('#history-ranges [aria-pressed="true"]')).color,
+    ]"""
+    hexes = ["#2563eb", "#e8590c", "#2563eb", "#0891b2", "#db2777", "#e9ecf0", "#f4f6f8", "#ffffff"]
+    assert page.evaluate(colours) == [rgb(h) for h in hexes]
+    page.emulate_media(color_scheme="dark")
+    hexes = ["#60a5fa", "#fb923c", "#60a5fa", "#22d3ee", "#f472b6", "#232931", "#0f1216", "#0f1216"]
+    assert page.evaluate(colours) == [rgb(h) for h in hexes]
+
+
+def rgb(hex_colour: str) -> str:
+    """A #rrggbb colour as a computed style says it."""
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({r}, {g}, {b})"
+
+
+@pytest.fixture(scope="module")
+def slow_world(requires_browser, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """A server of its own whose only run samples every 5 s (runsampler --interval 5)."""
+    tmp = tmp_path_factory.mktemp("browser-slow")
+    env = migrated_env(tmp / "db.sqlite3")
+    writer = Writer(env, tmp / "writer.log")
+    site = Site(env, tmp)
+    try:
+        writer("start", key="eth5", iface="eth5", interval=5.0, ago=60)
+        for ago in (12, 7, 2):
+            writer("add", key="eth5", delta=ETH1_DELTA, ago=ago, elapsed=5.0)
+        site.start()
+        yield {"site": site, "writer": writer}
+    finally:
+        site.stop()
+        writer.close()
+
+
+HEADER = """() => ({
+    stale: document.body.dataset.stale,
+    hint: document.getElementById('stale-hint').hidden
+        ? null : document.getElementById('stale-hint').textContent,
+    sampler: document.getElementById('sampler-status').dataset.state,
+})"""
+
+
+def test_a_5_s_run_is_stale_only_after_3_intervals_without_a_sample(slow_world, browser) -> None:
+    """The stale threshold is the server's 3 intervals of the run (5 s here), not 3 s: between
+    two samples the header says nothing; after 15 s without one it says stale."""
+    view = Page(browser, slow_world["site"].url + "/?iface=eth5", clock=True)
+    try:
+        page = view.page
+        live(page)
+        # /api/interfaces answered: the page knows the run, and so its interval.
+        page.wait_for_selector("#sampler-mode:not([hidden])")
+        # The classes come from the server too: the rates table's rows, the mix's legend.
+        rows = page.eval_on_selector_all(
+            "#rx-tx-table tbody th", "ths => ths.map(t => t.textContent)"
+        )
+        assert rows == [CLASS_LABELS[c] for c in CLASSES]
+        legend = page.eval_on_selector_all(
+            "#share-legend li",
+            "lis => lis.map(li => li.dataset.class + ' ' + li.querySelector('span').textContent)",
+        )
+        assert legend == [
+            "tcp TCP", "udp UDP", "icmp ICMP", "other Other", "http HTTP", "https HTTPS", "dns DNS",
+        ]  # fmt: skip
+
+        # Stop the page's clock, then write a sample: it arrives at one instant of page time.
+        page.clock.pause_at(page.evaluate("() => Date.now() / 1000") + 0.5)  # seconds
+        delta = {**ETH1_DELTA, "rx_total_bytes": 55_555}
+        slow_world["writer"]("add", key="eth5", delta=delta, elapsed=5.0)
+        page.wait_for_function(
+            "(want) => document.querySelector('#card-bandwidth .value').dataset.value === want",
+            arg=str(55_555 * 8 // 5),
+            polling=100,
+        )
+        fresh = {"stale": "false", "hint": None, "sampler": "running"}
+        assert page.evaluate(HEADER) == fresh
+        # run_for fires the page's timers in order, as the seconds pass: the header's once a
+        # second, the polls of /api/interfaces and the summary.
+        page.clock.run_for(4_000)  # between two samples of the run (3 s was the old rule)
+        assert page.evaluate(HEADER) == fresh
+        page.clock.run_for(10_900)  # 14.9 s: the next sample is late, not yet missing
+        assert page.evaluate(HEADER) == fresh
+        page.clock.run_for(1_100)  # 16 s: three intervals without a sample, and a tick after
+        header = page.evaluate(HEADER)
+        assert re.fullmatch("stale — no data for 1[56] s", header.pop("hint"))
+        assert header == {"stale": "true", "sampler": "stale"}
+        assert page.text_content("#sampler-status").startswith("sampler stale — last sample ")
+    finally:
+        view.close()
+    assert view.errors == [], "JavaScript errors in the browser console"

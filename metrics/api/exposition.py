@@ -19,7 +19,8 @@ them, so rename nothing without a deprecation period.
     TCP segments retransmitted by connections of the interface's addresses, since the run
     started (see the README's TCP health section for what counts).
 ``netmetrics_sampler_up{interface}`` (gauge)
-    1 while the sampler is live (not stopped, and a sample newer than three intervals), else 0.
+    1 while the sampler is live (SamplerRun.is_running: not stopped, and a sample newer than
+    LIVE_INTERVALS intervals), else 0.
 ``netmetrics_last_sample_timestamp_seconds{interface}`` (gauge)
     Unix time of the newest sample; ``time() - it`` is how stale the counters are.
 ``netmetrics_sampler_start_time_seconds{interface, mode, egress, hostname}`` (gauge)
@@ -82,7 +83,8 @@ class SamplerRunCollector(Collector):
         }
         up = GaugeMetricFamily(
             "netmetrics_sampler_up",
-            "1 while the interface's sampler is writing samples (one newer than 3 intervals).",
+            "1 while the interface's sampler is writing samples "
+            f"(one newer than {SamplerRun.LIVE_INTERVALS} intervals).",
             labels=["interface"],
         )
         last_sample = GaugeMetricFamily(

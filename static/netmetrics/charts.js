@@ -10,15 +10,25 @@
   // ---------------------------------------------------------------- theme (from CSS variables)
   const dark = window.matchMedia('(prefers-color-scheme: dark)');
 
+  // A colour variable as the canvas can take it: the variables hold light-dark(light, dark), which
+  // only an element's computed colour resolves (to rgb(...), for the scheme in use).
+  const probe = document.createElement('span');
+  probe.hidden = true;
+  document.body.append(probe);
+
   function cssVar(name) {
-    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    probe.style.color = `var(${name})`;
+    return getComputedStyle(probe).color;
   }
 
   function alpha(color, a) {
-    const m = /^#([0-9a-f]{6})$/i.exec(color);
-    if (!m) return color;
-    const n = parseInt(m[1], 16);
-    return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${a})`;
+    const hex = /^#([0-9a-f]{6})$/i.exec(color);
+    if (hex) {
+      const n = parseInt(hex[1], 16);
+      return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${a})`;
+    }
+    const rgb = /^rgba?\((\d+), (\d+), (\d+)/.exec(color);
+    return rgb ? `rgba(${rgb[1]}, ${rgb[2]}, ${rgb[3]}, ${a})` : color;
   }
 
   function theme() {
@@ -168,10 +178,9 @@
   // ---------------------------------------------------------------- live ring and charts
   const CAPACITY = 300; // points: 5 minutes at one sample a second
   const WINDOW_S = 300;
-  const MIX = ['tcp', 'udp', 'icmp', 'other', 'http', 'https', 'dns'];
-  const TRANSPORT = ['tcp', 'udp', 'icmp', 'other'];
-  const APP = ['http', 'https', 'dns'];
-  const LABELS = {tcp: 'TCP', udp: 'UDP', icmp: 'ICMP', other: 'Other', http: 'HTTP', https: 'HTTPS', dns: 'DNS'};
+  // The protocol mix: the transports (solid), then the applications (dashed), as the server says.
+  const {transport: TRANSPORT, app: APP, labels: LABELS} = nm.api.rules;
+  const MIX = [...TRANSPORT, ...APP];
   const KEYS = ['rx_bw', 'tx_bw', 'rx_pps', 'tx_pps', ...MIX];
 
   // Column arrays of real samples only, oldest first, never longer than CAPACITY.

@@ -1,19 +1,14 @@
 // netmetrics live dashboard: the WebSocket (with back-off), the cards and tables, the interface
 // selector and sampler status (/api/interfaces), and the run summary. Charts: charts.js and
-// history.js; top talkers: flows.js. Server strings are only ever written with textContent.
+// history.js; top talkers: flows.js; the classes and the stale factor: the server (api.js).
+// Server strings are only ever written with textContent.
 'use strict';
 
 (() => {
   const nm = (window.netmetrics = window.netmetrics || {});
   const fmt = nm.fmt;
-  // The API's classes, in table order; the TCP connection events last.
-  const CLASSES = ['ipv4', 'ipv6', 'tcp', 'udp', 'icmp', 'other', 'http', 'https', 'dns',
-    'syn', 'synack', 'rst', 'fin'];
-  const LABELS = {total: 'Total', ipv4: 'IPv4', ipv6: 'IPv6', tcp: 'TCP', udp: 'UDP', icmp: 'ICMP',
-    other: 'Other', http: 'HTTP', https: 'HTTPS', dns: 'DNS',
-    syn: 'TCP SYN', synack: 'TCP SYN-ACK', rst: 'TCP RST', fin: 'TCP FIN'};
+  const {rules, getJson, describeError} = nm.api;
   const MODES = {native: 'native XDP', skb: 'skb mode'};
-  const STALE_MS = 3000;
   const SUMMARY_MS = 5000;
   const INTERFACES_MS = 10000;
   const BACKOFF_MIN_MS = 1000;
@@ -61,31 +56,16 @@
     }
   }
 
-  async function getJson(url) {
-    const resp = await fetch(url, {headers: {Accept: 'application/json'}, cache: 'no-store', credentials: 'same-origin'});
-    let data = null;
-    try { data = await resp.json(); } catch (err) { data = null; }
-    return {resp, data};
-  }
-
-  function describeError(data, status, what) {
-    if (data && typeof data.detail === 'string') return data.detail;
-    if (data && typeof data === 'object') {
-      const parts = Object.entries(data).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(' ') : String(v)}`);
-      if (parts.length) return parts.join('; ');
-    }
-    return `${what} unavailable (HTTP ${status})`;
-  }
-
   // ---------------------------------------------------------------- rx/tx table skeleton
+  // One row per class of the API, in the server's order: the total first, the TCP events last.
   function buildRatesTable() {
     const tbody = $('rx-tx-table').tBodies[0];
-    for (const cls of ['total', ...CLASSES]) {
+    for (const cls of rules.classes) {
       const tr = document.createElement('tr');
       tr.dataset.class = cls;
       const th = document.createElement('th');
       th.scope = 'row';
-      th.textContent = LABELS[cls];
+      th.textContent = rules.labels[cls];
       tr.append(th);
       const prefix = cls === 'total' ? '' : cls + '_';
       for (const dir of ['rx', 'tx']) {
@@ -123,6 +103,14 @@
 
   const currentInfo = () => interfaces.find((i) => i.interface === (iface || (lastSample && lastSample.interface)));
 
+  // Stale: nothing for as many of the run's intervals (/api/interfaces; 1 s until it answers)
+  // as the server counts a run live for.
+  function staleMs() {
+    const info = currentInfo();
+    const interval = info && info.run ? fmt.num(info.run.interval) : null;
+    return rules.live_intervals * (interval > 0 ? interval : 1) * 1000;
+  }
+
   // Sampler pill: /api/interfaces says running/stale/stopped; the live stream says whether
   // samples still arrive. Mode and egress come from the interface's latest run.
   function renderSampler(now) {
@@ -139,7 +127,7 @@
       let serverSays = info ? info.status : 'stale';
       if (liveNewer && lastSample.sampler_running) serverSays = 'running';
       else if (liveNewer && serverSays === 'running') serverSays = 'stale';
-      const flowing = lastSample && now - lastSampleAt <= STALE_MS;
+      const flowing = lastSample && now - lastSampleAt <= staleMs();
       if (serverSays === 'running' && (flowing || !lastSample)) {
         state = 'running';
         text = 'sampler running';
@@ -168,7 +156,7 @@
   // Time-dependent parts of the header: sampler state, stale hint, reconnect countdown.
   function renderStatus() {
     const now = Date.now();
-    const stale = wsState === 'live' && now - lastMsgAt > STALE_MS;
+    const stale = wsState === 'live' && now - lastMsgAt > staleMs();
     body.dataset.stale = String(stale);
     const hint = $('stale-hint');
     hint.hidden = !stale;

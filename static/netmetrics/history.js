@@ -106,23 +106,6 @@
     msgEl.textContent = text || '';
   }
 
-  function describe(data, status) {
-    if (data && typeof data.detail === 'string') return data.detail;
-    if (data && typeof data === 'object') {
-      const parts = Object.entries(data).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(' ') : String(v)}`);
-      if (parts.length) return parts.join('; ');
-    }
-    return `history unavailable (HTTP ${status})`;
-  }
-
-  async function getJson(url) {
-    const resp = await fetch(url, {headers: {Accept: 'application/json'}, cache: 'no-store', credentials: 'same-origin'});
-    let data = null;
-    try { data = await resp.json(); } catch (err) { data = null; }
-    if (!resp.ok || !data || typeof data !== 'object') throw new Error(describe(data, resp.status));
-    return data;
-  }
-
   // ---------------------------------------------------------------- loading
   async function load() {
     clearTimeout(timer);
@@ -135,8 +118,8 @@
     csv.href = csvHref();
     try {
       const [rx, tx] = await Promise.all([
-        getJson(query(r, {direction: 'rx', fields: FIELDS})),
-        getJson(query(r, {direction: 'tx', fields: FIELDS})),
+        nm.api.getData(query(r, {direction: 'rx', fields: FIELDS}), 'history'),
+        nm.api.getData(query(r, {direction: 'tx', fields: FIELDS}), 'history'),
       ]);
       if (mine !== seq) return;
       draw(rx, tx, r);
