@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,16 +135,18 @@ class Writer:
             text=True,
             bufsize=1,
         )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self._reply(30)  # "ready"
 
     def _reply(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.proc.stdout], [], [], max(0, left))
+            ready, _, _ = select.select([self.stdout], [], [], max(0, left))
             if not ready:
                 raise TimeoutError(f"writer did not answer in {timeout:g} s: {self._tail()}")
-            line = self.proc.stdout.readline()
+            line = self.stdout.readline()
             if not line:
                 raise RuntimeError(f"writer exited {self.proc.wait()}: {self._tail()}")
             if line.startswith(("ok", "ready")):
@@ -156,12 +159,12 @@ class Writer:
         return self.log.read_text(errors="replace")[-800:]
 
     def __call__(self, op: str, timeout: float = 30, **args: Any) -> None:
-        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
-        self.proc.stdin.flush()
+        self.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.stdin.flush()
         self._reply(timeout)
 
     def close(self) -> None:
-        self.proc.stdin.close()
+        self.stdin.close()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -199,11 +202,16 @@ class Site:
     def start(self) -> None:
         self.starts += 1
         log = self.logs / f"web-{self.starts}.log"
-        self.web = Managed(self.env, log, "runserver", "--noreload", f"127.0.0.1:{self.port}")
+        web = self.web = Managed(self.env, log, "runserver", "--noreload", f"127.0.0.1:{self.port}")
+
+        def up() -> bool:
+            web.ensure_running()
+            return healthy(self.url)
+
         try:
-            wait_for(lambda: self.web.ensure_running() or healthy(self.url), 30, "the web server")
+            wait_for(up, 30, "the web server")
         except TimeoutError:
-            raise TimeoutError(f"web server did not answer: {self.web.output()[-800:]}") from None
+            raise TimeoutError(f"web server did not answer: {web.output()[-800:]}") from None
 
     def stop(self) -> None:
         """SIGTERM; SIGKILL after 5 s (daphne sometimes lingers with a WebSocket open)."""
@@ -239,7 +247,8 @@ def stored_flow(
 ) -> dict[str, Any]:
     """One LiveFlows entry as the sampler stores it (metrics/flows.py): rx and tx bit/s over the
     last 2, 10 and 40 s, and the 40 s counts, here with 1,000-byte packets."""
-    flow = {"protocol": protocol, "local": local, "local_port": local_port, "remote": remote}
+    flow: dict[str, Any] = {"protocol": protocol, "local": local, "local_port": local_port}
+    flow["remote"] = remote
     flow["remote_port"] = remote_port
     for direction, bps in (("rx", rx), ("tx", tx)):
         flow[f"{direction}_bps"] = bps
@@ -307,32 +316,43 @@ def expected_cards(delta: dict[str, int]) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def world(requires_browser, tmp_path_factory) -> Iterator[dict[str, Any]]:
-    """A seeded database, a writer on it, and the web server; eth0 and eth1 have samples."""
-    tmp = tmp_path_factory.mktemp("browser")
+@contextmanager
+def served(tmp: Path, seed: Callable[[Writer], None]) -> Iterator[dict[str, Any]]:
+    """A scratch database seeded by `seed` through a writer, then the web server on it."""
     env = migrated_env(tmp / "db.sqlite3")
     writer = Writer(env, tmp / "writer.log")
     site = Site(env, tmp)
     try:
-        # eth0's history: an earlier run with samples 50-40 and 20-10 minutes ago, none between.
-        writer("start", key="old", iface="eth0", ago=3 * 3600)
-        writer("seed", key="old", from_ago=50 * 60, to_ago=40 * 60, every=10, scale=900_000)
-        writer("seed", key="old", from_ago=20 * 60, to_ago=10 * 60, every=10, scale=700_000)
-        writer("stop", key="old", ago=10 * 60)
-        # eth0 now: one sample a second for the last ~4.5 minutes (the live chart's backfill).
-        writer("start", key="eth0", iface="eth0", mode="skb", ago=300)
-        writer("seed", key="eth0", from_ago=270, to_ago=3, every=1, scale=600_000)
-        writer("add", key="eth0", delta=ETH0_DELTA, ago=2)
-        # eth1: a second interface with a few samples.
-        writer("start", key="eth1", iface="eth1", egress=False, flow_table=0, ago=60)
-        for ago in (5, 4, 3):
-            writer("add", key="eth1", delta=ETH1_DELTA, ago=ago)
+        seed(writer)
         site.start()
         yield {"site": site, "writer": writer, "tmp": tmp}
     finally:
         site.stop()
         writer.close()
+
+
+def seed_two_interfaces(writer: Writer) -> None:
+    """eth0 and eth1 have samples; eth0 also an older run with a gap in its history."""
+    # eth0's history: an earlier run with samples 50-40 and 20-10 minutes ago, none between.
+    writer("start", key="old", iface="eth0", ago=3 * 3600)
+    writer("seed", key="old", from_ago=50 * 60, to_ago=40 * 60, every=10, scale=900_000)
+    writer("seed", key="old", from_ago=20 * 60, to_ago=10 * 60, every=10, scale=700_000)
+    writer("stop", key="old", ago=10 * 60)
+    # eth0 now: one sample a second for the last ~4.5 minutes (the live chart's backfill).
+    writer("start", key="eth0", iface="eth0", mode="skb", ago=300)
+    writer("seed", key="eth0", from_ago=270, to_ago=3, every=1, scale=600_000)
+    writer("add", key="eth0", delta=ETH0_DELTA, ago=2)
+    # eth1: a second interface with a few samples.
+    writer("start", key="eth1", iface="eth1", egress=False, flow_table=0, ago=60)
+    for ago in (5, 4, 3):
+        writer("add", key="eth1", delta=ETH1_DELTA, ago=ago)
+
+
+@pytest.fixture(scope="module")
+def world(requires_browser, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """The seeded database of two interfaces, a writer on it, and the web server."""
+    with served(tmp_path_factory.mktemp("browser"), seed_two_interfaces) as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
@@ -698,22 +718,18 @@ def rgb(hex_colour: str) -> str:
     return f"rgb({r}, {g}, {b})"
 
 
+def seed_slow_run(writer: Writer) -> None:
+    """One run that samples every 5 s (runsampler --interval 5)."""
+    writer("start", key="eth5", iface="eth5", interval=5.0, ago=60)
+    for ago in (12, 7, 2):
+        writer("add", key="eth5", delta=ETH1_DELTA, ago=ago, elapsed=5.0)
+
+
 @pytest.fixture(scope="module")
 def slow_world(requires_browser, tmp_path_factory) -> Iterator[dict[str, Any]]:
-    """A server of its own whose only run samples every 5 s (runsampler --interval 5)."""
-    tmp = tmp_path_factory.mktemp("browser-slow")
-    env = migrated_env(tmp / "db.sqlite3")
-    writer = Writer(env, tmp / "writer.log")
-    site = Site(env, tmp)
-    try:
-        writer("start", key="eth5", iface="eth5", interval=5.0, ago=60)
-        for ago in (12, 7, 2):
-            writer("add", key="eth5", delta=ETH1_DELTA, ago=ago, elapsed=5.0)
-        site.start()
-        yield {"site": site, "writer": writer}
-    finally:
-        site.stop()
-        writer.close()
+    """A server of its own whose only run samples every 5 s."""
+    with served(tmp_path_factory.mktemp("browser-slow"), seed_slow_run) as world:
+        yield world
 
 
 HEADER = """() => ({
