@@ -17,6 +17,7 @@ test: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 # Re-pin the whole dependency tree from pyproject.toml's direct pins (the project itself is not
 # a package: it runs from the checkout).

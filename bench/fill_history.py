@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -42,13 +43,14 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
+from django.db.models import Model  # noqa: E402
 
 from bpf.classes import ALL_COUNTER_NAMES, DIRECTIONS  # noqa: E402
 from metrics import rates, tiers  # noqa: E402
 from metrics.models import Rollup, Sample, SamplerRun, peak_values  # noqa: E402
 from metrics.retention import prune  # noqa: E402
 
-ROLLUP_TIERS: list[type[Rollup]] = [tier.model for tier in tiers.ROLLUPS]
+ROLLUP_TIERS: list[type[Rollup]] = [tier.rollup_model for tier in tiers.ROLLUPS]
 
 DAY = 86400
 BATCH = 5000
@@ -107,7 +109,7 @@ class RunTotals:
     """A SamplerRun's cumulative state, accumulated as SamplerRun.record would."""
 
     started_at: float
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ALL_COUNTER_NAMES, 0))
+    counters: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ALL_COUNTER_NAMES, 0))
     measured_seconds: float = 0.0
     peak_bandwidth_bps: float = 0.0
     samples: int = 0
@@ -215,7 +217,7 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
             for name in ALL_COUNTER_NAMES:
                 cumulative[name] += values[name]
             run.measured_seconds += elapsed
-            peak = rates.rate(values, DIRECTIONS, "total", "bytes", elapsed)
+            peak = rates.rate(cast("dict[str, int]", values), DIRECTIONS, "total", "bytes", elapsed)
             if peak > run.peak_bandwidth_bps:
                 run.peak_bandwidth_bps = peak
             run.samples += 1
@@ -236,7 +238,8 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
                         bucket = tier(interface=iface, start=bucket_start)
                         buckets[tier][key] = bucket
                     current[tier] = (key, bucket)
-                bucket.add(sample)
+                assert bucket is not None
+                bucket.add(cast(Sample, sample))  # duck-typed: what Rollup.add reads
     generated_in = time.monotonic() - clock
 
     with transaction.atomic():
@@ -276,11 +279,11 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
             rows = list(buckets[tier].values())
             for i in range(0, len(rows), BATCH):
                 tier.objects.bulk_create(rows[i : i + BATCH])
-        for index, (run, row) in enumerate(zip(totals, runs, strict=True)):
+        for index, (run, run_row) in enumerate(zip(totals, runs, strict=True)):
             last = last_rows.get(index)
             if last is not None and last.pk is None:  # a backend without RETURNING
-                last = Sample.objects.filter(run=row).order_by("-start").first()
-            SamplerRun.objects.filter(pk=row.pk).update(
+                last = Sample.objects.filter(run=run_row).order_by("-start").first()
+            SamplerRun.objects.filter(pk=run_row.pk).update(
                 **run.counters,
                 last_sample=last,
                 measured_seconds=run.measured_seconds,
@@ -320,13 +323,13 @@ def database_size() -> int:
     """Bytes of the SQLite database: main file plus WAL, after a checkpoint."""
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    path = Path(settings.DATABASES["default"]["NAME"])
+    path = Path(str(settings.DATABASES["default"]["NAME"]))
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
 def row_counts() -> dict[str, int]:
-    models = [SamplerRun, Sample, *ROLLUP_TIERS]
-    return {model.__name__: model.objects.count() for model in models}
+    models: list[type[Model]] = [SamplerRun, Sample, *ROLLUP_TIERS]
+    return {model.__name__: model._default_manager.count() for model in models}
 
 
 def main() -> int:

@@ -110,10 +110,10 @@ class SamplerProcess:
         managed = Managed(env, log, "runsampler", "--iface", iface, *extra)
         try:
 
-            def first_sample() -> str | None:
+            def first_sample() -> str:
                 managed.ensure_running()
                 run = cls._run_row(env, managed.pid, "mode", "last_sample_id")
-                return run["mode"] if run and run["last_sample_id"] is not None else None
+                return run["mode"] if run and run["last_sample_id"] is not None else ""
 
             mode = wait_for(first_sample, timeout, "the sampler's first sample")
         except BaseException:

@@ -21,7 +21,12 @@ from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponseBadRequest,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 from django.urls import URLPattern, path
 from django.utils import timezone
 
@@ -85,23 +90,24 @@ class RunFilter(admin.SimpleListFilter):
     title = "sampler run"
     parameter_name = "run"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[int, str]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         runs = SamplerRun.objects.order_by("-started_at", "-pk")
         interface = request.GET.get(InterfaceFilter.parameter_name)
         if interface:
             runs = runs.filter(interface=interface)
         return [
-            (pk, f"{name} from {started:%Y-%m-%d %H:%M} ({mode})")
+            (str(pk), f"{name} from {started:%Y-%m-%d %H:%M} ({mode})")
             for pk, name, started, mode in runs.values_list("pk", "interface", "started_at", "mode")
         ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if not self.value():
+        value = self.value()
+        if not value:
             return queryset
-        if not self.value().isdecimal() or int(self.value()) >= 2**63:
+        if not value.isdecimal() or int(value) >= 2**63:
             # The changelist's "?e=1" redirect, the export's 400: never a 500.
-            raise IncorrectLookupParameters(f"run: {self.value()!r} is not a run id")
-        return queryset.filter(run_id=int(self.value()))
+            raise IncorrectLookupParameters(f"run: {value!r} is not a run id")
+        return queryset.filter(run_id=int(value))
 
 
 class _Echo:
@@ -157,12 +163,13 @@ class CsvExportAdmin(admin.ModelAdmin):
         # Before the model admin's own patterns, whose "<path:object_id>/" would match first.
         return [export, *super().get_urls()]
 
-    def export_csv_view(self, request: HttpRequest) -> HttpResponse:
+    def export_csv_view(self, request: HttpRequest) -> HttpResponseBase:
         if not self.has_view_permission(request):
             raise PermissionDenied
         # The page number is the list's, not the export's: drop it so a stale one cannot fail.
-        request.GET = request.GET.copy()
-        request.GET.pop(PAGE_VAR, None)
+        query = request.GET.copy()
+        query.pop(PAGE_VAR, None)
+        request.GET = query  # type: ignore[assignment]  # django-stubs: GET is immutable
         try:
             changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters as error:
@@ -170,7 +177,7 @@ class CsvExportAdmin(admin.ModelAdmin):
         return self.csv_response(request, changelist.queryset)
 
     @admin.action(description="Export selected %(verbose_name_plural)s as CSV")
-    def export_selected_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+    def export_selected_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponseBase:
         return self.csv_response(request, queryset)
 
     def csv_response(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db import models, transaction
 from django.db.models import F, Window
@@ -24,8 +25,15 @@ from django.db.models.functions import RowNumber
 from bpf.classes import ALL_COUNTER_NAMES, DIRECTIONS
 from metrics import rates, tiers
 
+if TYPE_CHECKING:  # the columns that the add_to_class loops below add: counter_attributes.py
+    from metrics.counter_attributes import CounterAttributes, PeakAttributes
+else:
+    from metrics.counter_attributes import NO_BASE
 
-class CounterColumns(models.Model):
+    CounterAttributes = PeakAttributes = NO_BASE
+
+
+class CounterColumns(models.Model, CounterAttributes):
     class Meta:
         abstract = True
 
@@ -165,7 +173,7 @@ class SamplerRun(CounterColumns):
                 **delta,
             )
             for tier in tiers.ROLLUPS:
-                tier.model._default_manager.add(sample)
+                tier.rollup_model.objects.add(sample)
             changes = {
                 **{name: counters[name] for name in ALL_COUNTER_NAMES},
                 "last_sample": sample,
@@ -226,7 +234,7 @@ def peak_values(counters: Mapping[str, int], elapsed: float) -> dict[str, float]
     }
 
 
-class RollupQuerySet(models.QuerySet):
+class RollupQuerySet(models.QuerySet["Rollup"]):
     def add(self, sample: Sample) -> None:
         """Add a sample to its bucket in the database, creating the bucket if needed.
 
@@ -236,6 +244,7 @@ class RollupQuerySet(models.QuerySet):
         GREATEST expressions instead cost the ORM about 4 ms of CPU to build, twice a tick.
         """
         start = self.model.bucket_start(sample.start)
+        bucket: Rollup | None
         bucket = self.select_for_update().filter(interface=sample.interface, start=start).first()
         if bucket is None:
             bucket = self.model(interface=sample.interface, start=start)
@@ -243,7 +252,7 @@ class RollupQuerySet(models.QuerySet):
         bucket.save()
 
 
-class Rollup(CounterColumns):
+class Rollup(CounterColumns, PeakAttributes):
     """Sums of the samples that started inside one bucket, and their peak rates."""
 
     STEP: timedelta

@@ -55,7 +55,7 @@ class SampleRelay:
     def __init__(self) -> None:
         self.subscribers = 0
         self.task: asyncio.Task[None] | None = None
-        self.seen: dict[int, int] = {}  # run pk -> pk of its last sample already sent
+        self.seen: dict[int, int | None] = {}  # run pk -> pk of its last sample already sent
         self.since: datetime = timezone.now()
 
     async def subscribe(self) -> None:
@@ -71,6 +71,7 @@ class SampleRelay:
 
     async def _run(self) -> None:
         layer = get_channel_layer()
+        assert layer is not None, "settings.CHANNEL_LAYERS has a default layer"
         while self.subscribers > 0:
             try:
                 messages = await database_sync_to_async(self._new_messages)()
@@ -89,7 +90,7 @@ class SampleRelay:
             )
         )
 
-    def _current(self) -> dict[int, int]:
+    def _current(self) -> dict[int, int | None]:
         return {run.pk: run.last_sample_id for run in self._active_runs()}
 
     def _new_messages(self) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from bpf.classes import RTT_NAMES
 
@@ -30,7 +31,10 @@ def percentile_us(histogram: Sequence[int], q: float) -> float | None:
 class RttPercentiles:
     """rtt_p50_us and rtt_p99_us of an `rtt` histogram, for the answers that serve them."""
 
-    rtt: Sequence[int]
+    if TYPE_CHECKING:  # read-only here: a dataclass field in Summary, a cached_property in Snapshot
+
+        @property
+        def rtt(self) -> Sequence[int]: ...
 
     @property
     def rtt_p50_us(self) -> float | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.apps import apps
 from django.conf import settings
@@ -21,6 +21,8 @@ from metrics.durations import ceil, floor
 
 if TYPE_CHECKING:
     from django.db.models import Model, QuerySet
+
+    from metrics.models import Rollup
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,12 @@ class Tier(Retained):
     name: str  # the history API's step: 1s, 1m, 1h
     step: timedelta
     seconds_field: str  # the column of the seconds measured in a row
+
+    @property
+    def rollup_model(self) -> type[Rollup]:
+        """The model of a rollup tier (not of the raw samples')."""
+        assert not self.raw, self.name
+        return cast("type[Rollup]", self.model)
 
     @property
     def raw(self) -> bool:

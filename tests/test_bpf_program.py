@@ -8,6 +8,7 @@ expected class, in one direction only. GSO aggregates count as the wire packets 
 
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
@@ -32,16 +33,16 @@ TC_ACT_UNSPEC = 0xFFFFFFFF  # -1 as the u32 the test run reports
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 
 
-def tcp(**fields: object) -> TCP:
+def tcp(**fields: Any) -> TCP:
     """A TCP header with ACK alone, as most segments are; scapy's default would be a SYN."""
     return TCP(**{"flags": "A", **fields})
 
 
-def v4(**fields: object) -> IP:
+def v4(**fields: Any) -> IP:
     return IP(src="192.0.2.1", dst="198.51.100.2", **fields)
 
 
-def v6(**fields: object) -> IPv6:
+def v6(**fields: Any) -> IPv6:
     return IPv6(src="2001:db8::1", dst="2001:db8::2", **fields)
 
 

@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from django.http import StreamingHttpResponse
 from django.test import Client, override_settings
 
 from bpf.classes import APP_PROTOCOLS, CLASS_LABELS, CLASSES
@@ -22,6 +23,12 @@ def test_dashboard_page_links_local_assets_and_the_admin(client: Client) -> None
     assert not re.search(r'(?:src|href)="(?:https?:)?//', page), "no external assets"
 
 
+def search(pattern: str, string: str) -> re.Match[str]:
+    found = re.search(pattern, string, re.S)
+    assert found, pattern
+    return found
+
+
 def text(html: str) -> str:
     """What a piece of markup reads as: its text, whitespace collapsed."""
     return " ".join(re.sub(r"<[^>]+>", "", html).split())
@@ -29,8 +36,8 @@ def text(html: str) -> str:
 
 def test_the_top_talkers_panel_is_an_accessible_table(client: Client) -> None:
     page = client.get("/").content.decode()
-    panel = re.search(r'<section id="flows".*?</section>', page, re.S).group(0)
-    caption = re.search(r"<caption[^>]*>(.*?)</caption>", panel, re.S).group(1)
+    panel = search(r'<section id="flows".*?</section>', page).group(0)
+    caption = search(r"<caption[^>]*>(.*?)</caption>", panel).group(1)
     assert "2, 10 and 40 seconds" in text(caption)
     headers = [text(th) for th in re.findall(r"<th [^>]*>(.*?)</th>", panel, re.S)]
     assert headers == [
@@ -50,7 +57,8 @@ def test_the_top_talkers_panel_is_an_accessible_table(client: Client) -> None:
 def test_assets_are_served(client: Client, path: str) -> None:
     response = client.get(f"/static/{path}")
     assert response.status_code == 200
-    assert b"".join(response.streaming_content)
+    assert isinstance(response, StreamingHttpResponse)
+    assert response.getvalue()
 
 
 def test_api_docs_use_local_assets(client: Client) -> None:
@@ -70,7 +78,7 @@ def rules(page: str) -> dict:
 
 
 def mix_hint(page: str) -> str:
-    return text(re.search(r'<p class="muted small hint">Bars:.*?</p>', page, re.S).group(0))
+    return text(search(r'<p class="muted small hint">Bars:.*?</p>', page).group(0))
 
 
 def test_the_page_carries_the_servers_classes_ports_and_stale_factor(client: Client) -> None:

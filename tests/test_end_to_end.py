@@ -510,6 +510,7 @@ def live_messages(port: int, iface: str) -> Iterator[list[dict]]:
     """A real WebSocket client, reading on its own thread; the list fills until the block ends."""
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
+    from websockets.typing import Origin
 
     messages: list[dict] = []
 
@@ -521,7 +522,7 @@ def live_messages(port: int, iface: str) -> Iterator[list[dict]]:
             return
 
     url = f"ws://127.0.0.1:{port}/ws/metrics/?iface={iface}"
-    with connect(url, origin="http://127.0.0.1", open_timeout=10) as ws:
+    with connect(url, origin=Origin("http://127.0.0.1"), open_timeout=10) as ws:
         reader = threading.Thread(target=read, args=(ws,), daemon=True)
         reader.start()
         yield messages

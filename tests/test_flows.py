@@ -117,6 +117,7 @@ def test_minutes_are_written_when_they_end_and_at_the_last_flush(clock) -> None:
     # Three intervals, all inside the last 40: the window covers their 62 s.
     assert (live.timestamp, live.seconds, live.dropped) == (at(62), 62.0, 3)
     assert [row["rx_bytes"] for row in live.flows] == [300]
+    assert sampler.flows is not None
     sampler.flows.harvest = FakeTable([{}])
     clock[0] = 62.5
     sampler.flush()

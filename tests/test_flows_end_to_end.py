@@ -175,8 +175,8 @@ def test_exact_flows_live_per_minute_and_through_the_api(pair, env, tmp_path, mo
             sampler.stop(signal.SIGKILL)
         web.stop()
 
-    for flow_key, want in flows.items():
-        assert dict(zip(COUNTS, stored[flow_key], strict=True)) == want, flow_key
+    for flow, want in flows.items():
+        assert dict(zip(COUNTS, stored[flow], strict=True)) == want, flow
     served = {key(flow): {c: flow[c] for c in COUNTS} for flow in live["flows"]}
     assert {k: served[k] for k in flows} == flows
     assert live["dropped"] == 0 and live["flow_table"] > 0

@@ -59,6 +59,7 @@ def _record_flows(run: SamplerRun) -> None:
     run.save(update_fields=["flow_table"])
     ends = {"local_port": 50000, "remote_port": 443}
     counts = {"rx_packets": 9, "rx_bytes": 9000, "tx_packets": 3, "tx_bytes": 300}
+    assert run.last_sample is not None
     LiveFlows.objects.create(
         run=run,
         timestamp=run.last_sample.timestamp,

@@ -111,6 +111,7 @@ class SamplerRunCollector(Collector):
                         family.add_metric([iface, direction, cls], value)
             retransmits.add_metric([iface], run.tcp_retransmits)
             up.add_metric([iface], 1 if run.is_running(now) else 0)
+            assert run.last_sample is not None  # latest_runs(): runs with a sample
             last_sample.add_metric([iface], run.last_sample.timestamp.timestamp())
             egress = "true" if run.egress else "false"
             started.add_metric([iface, run.mode, egress, run.hostname], run.started_at.timestamp())

@@ -114,7 +114,7 @@ class InterfaceQuerySerializer(serializers.Serializer):
         meant "the newest interface" over HTTP while the WebSocket (a plain dict) rejected it.
         """
         if isinstance(data, QueryDict):
-            blank = [name for name in self.fields if name in data and data[name] == ""]
+            blank = [name for name, _ in self.fields.items() if name in data and data[name] == ""]
             if blank:
                 raise serializers.ValidationError(
                     {name: ["may not be blank: give a value or leave it out"] for name in blank}
@@ -179,7 +179,8 @@ class HistoryQuerySerializer(RangeQuerySerializer):
 
     step = serializers.ChoiceField(choices=[*BY_NAME, "auto"], default="auto")
     direction = serializers.ChoiceField(choices=list(DIRECTIONS), default="both")
-    fields = serializers.CharField(required=False, max_length=2000)
+    # The metaclass moves declared fields out of the class: Serializer.fields stays the property.
+    fields = serializers.CharField(required=False, max_length=2000)  # type: ignore[assignment]
 
     def validate_fields(self, value: str) -> list[str]:
         if value == "all":

@@ -1,5 +1,6 @@
 """REST endpoints: thin views over metrics.snapshot, metrics.summary and metrics.talkers."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import DatabaseError, connection
@@ -9,7 +10,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.renderers import JSONRenderer
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
@@ -48,13 +50,14 @@ class IgnoreClientContentNegotiation(BaseContentNegotiation):
     for DRF's own error answers (405), which are JSON.
     """
 
-    def select_parser(self, request: Request, parsers: list) -> object:
-        return parsers[0] if parsers else None
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
 
     def select_renderer(
-        self, request: Request, renderers: list, format_suffix: str | None = None
-    ) -> tuple:
-        return renderers[0], renderers[0].media_type
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 class PlainTextView(APIView):

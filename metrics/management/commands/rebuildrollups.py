@@ -51,6 +51,6 @@ class Command(BaseCommand):
         )
         for interface in sorted(set(interfaces)):
             for tier in ROLLUPS:
-                model = tier.model
+                model = tier.rollup_model
                 count = rebuild(interface, model)
                 self.stdout.write(f"{interface}: {count} {model._meta.verbose_name} rows rebuilt")
