@@ -9,11 +9,15 @@ import ipaddress
 import struct
 from typing import Any, NamedTuple
 
-# struct flow_key: local[16], remote[16], local_port, remote_port (network order), proto, pad[3].
-KEY_SIZE = 40
+# struct flow_key: local[16], remote[16], local_port, remote_port (network order), proto, pad[3],
+# then the interface's ifindex (host order). A flow's key without the ifindex, its first
+# TUPLE_SIZE bytes, names it on whichever interface: the harvest splits the table by interface.
+KEY_SIZE = 44
+TUPLE_SIZE = 40
 _PORTS = struct.Struct("!HH")
 _PORTS_OFFSET = 32
 _PROTO_OFFSET = 36
+_IFINDEX = struct.Struct("=I")
 
 
 class FlowKey(NamedTuple):
@@ -68,15 +72,20 @@ def _address(raw: bytes) -> str:
 
 
 def decode_key(raw: bytes) -> FlowKey:
-    """A kernel flow key (KEY_SIZE bytes) as addresses, ports and protocol."""
+    """A flow's key (TUPLE_SIZE bytes or more) as addresses, ports and protocol."""
     local_port, remote_port = _PORTS.unpack_from(raw, _PORTS_OFFSET)
     return FlowKey(
         raw[_PROTO_OFFSET], _address(raw[:16]), local_port, _address(raw[16:32]), remote_port
     )
 
 
+def key_ifindex(raw: bytes) -> int:
+    """The interface of a kernel flow key (KEY_SIZE bytes)."""
+    return _IFINDEX.unpack_from(raw, TUPLE_SIZE)[0]
+
+
 def encode_key(key: FlowKey) -> bytes:
-    """decode_key's inverse: the key the kernel makes for this flow."""
+    """decode_key's inverse: the TUPLE_SIZE bytes the kernel's key for this flow starts with."""
 
     def packed(address: str) -> bytes:
         ip = ipaddress.ip_address(address)

@@ -132,17 +132,12 @@ def lib() -> ctypes.CDLL:
         "bpf_prog_get_fd_by_id": [ctypes.c_uint32],
         "bpf_obj_get_info_by_fd": [ctypes.c_int, ctypes.c_void_p, p(ctypes.c_uint32)],
         "bpf_prog_test_run_opts": [ctypes.c_int, p(TestRunOpts)],
-        # fd, in_batch, out_batch, keys, values, count, opts (NULL: the defaults)
-        "bpf_map_lookup_and_delete_batch": [
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            p(ctypes.c_uint32),
-            ctypes.c_void_p,
-        ],
+        "bpf_map_update_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64],
+        "bpf_map_delete_elem": [ctypes.c_int, ctypes.c_void_p],
     }
+    # fd, in_batch, out_batch, keys, values, count, opts (NULL: the defaults)
+    batch: list[type] = [ctypes.c_int, _ptr, _ptr, _ptr, _ptr, p(ctypes.c_uint32), _ptr]
+    signatures["bpf_map_lookup_batch"] = signatures["bpf_map_lookup_and_delete_batch"] = batch
     signatures["libbpf_num_possible_cpus"] = []
     for name, argtypes in signatures.items():
         fn = getattr(so, name)
@@ -175,3 +170,46 @@ def prog_name(prog_id: int) -> str | None:
         return info.name.decode(errors="replace")
     finally:
         os.close(fd)
+
+
+BPF_NOEXIST = 1  # bpf_map_update_elem: create only
+
+
+def num_possible_cpus() -> int:
+    """The CPUs a per-CPU map holds a value for: the possible ones, not only the online ones."""
+    return check(lib().libbpf_num_possible_cpus(), "possible CPUs")
+
+
+def read_batch(
+    map_fd: int,
+    keys: ctypes.Array[ctypes.c_char],
+    values: ctypes.Array[ctypes.c_char],
+    key_size: int,
+    value_size: int,
+    delete: bool = False,
+) -> int:
+    """Copy a hash map's entries into the buffers, a batch syscall at a time (and delete them
+    with `delete`); the number copied. The buffers hold at most len(keys) // key_size entries;
+    what does not fit waits for the next read."""
+    batch = lib().bpf_map_lookup_and_delete_batch if delete else lib().bpf_map_lookup_batch
+    capacity = len(keys) // key_size
+    token = ctypes.c_uint32()  # where the kernel's walk of the buckets stopped
+    total = 0
+    while total < capacity:
+        count = ctypes.c_uint32(capacity - total)
+        rc = batch(
+            map_fd,
+            ctypes.byref(token) if total else None,
+            ctypes.byref(token),
+            ctypes.addressof(keys) + total * key_size,
+            ctypes.addressof(values) + total * value_size,
+            ctypes.byref(count),
+            None,
+        )
+        total += count.value
+        # ENOENT: every bucket walked. ENOSPC: the next bucket does not fit what is left of the
+        # buffers, and no progress: either way the rest waits for the next read.
+        if rc in (-errno.ENOENT, -errno.ENOSPC) or (rc == 0 and count.value == 0):
+            break
+        check(rc, "reading a map")
+    return total

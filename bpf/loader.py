@@ -1,11 +1,14 @@
 """The sampler's view of the kernel side: check, attach, read cumulative counters, detach.
 
-    preflight("eth0")                      # PreflightError: one line, cause and fix
-    with TrafficCounter("eth0") as tc:     # compiles once, attaches XDP or TC ingress (+ egress)
-        tc.attached_mode                   # "native" or "skb": what auto chose
-        flows = tc.harvest_flows()         # {raw flow key: counts} since the last harvest
-        counts = tc.read()                 # {"rx_tcp_bytes": ..., "tcp_retransmits": ...,
-                                           # "flows_dropped": ...} (ALL_COUNTER_NAMES), since attach
+    preflight()                            # PreflightError: one line, cause and fix
+    with TrafficCounter() as counter:      # compiles once (and attaches the TCP tracepoint)
+        counter.add("eth0")                # attaches XDP or TC ingress (+ egress): "native"/"skb"
+        counter.add("eth1")                # the same programs, on another interface
+        flows = counter.harvest_flows()    # {"eth0": {raw flow key: counts}, ...} since the last
+        counts = counter.read()            # {"eth0": {"rx_tcp_bytes": ..., "tcp_retransmits": ...,
+                                           # "flows_dropped": ...} (ALL_COUNTER_NAMES), ...}
+        counter.remove("eth1")             # since add, by interface
+                                           # leaving the block removes every interface
 
 The loader installs no signal handlers: the caller detaches in a `finally`, which SIGINT reaches
 by KeyboardInterrupt and SIGTERM by whatever handler the caller installs.
@@ -16,16 +19,24 @@ import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from bpf import attach
-from bpf.classes import ALL_COUNTER_NAMES, DEFAULT_APP_PORTS, HEALTH_NAMES
+from bpf.classes import COUNTER_NAMES, DEFAULT_APP_PORTS, HEALTH_NAMES
 from bpf.errors import BCC_MISSING, PreflightError
 from bpf.flows import FlowCounts
-from bpf.iface_lock import CLSACT_NOTE, InterfaceLock
+from bpf.hooks import InterfaceHooks
 from bpf.program import DEFAULT_FLOW_TABLE, Program
 from bpf.tcp_health import TcpHealth
 
-__all__ = ["DEFAULT_APP_PORTS", "PreflightError", "Program", "TrafficCounter", "preflight"]
+__all__ = [
+    "DEFAULT_APP_PORTS",
+    "PreflightError",
+    "Program",
+    "TrafficCounter",
+    "check_interface",
+    "preflight",
+]
 
 log = logging.getLogger("netmetrics.bpf")
 
@@ -33,8 +44,8 @@ MODES = ("auto", "native", "skb")
 _IFF_UP = 0x1
 
 
-def preflight(iface: str) -> None:
-    """Raise PreflightError if the sampler cannot run on `iface`; it checks, changing nothing."""
+def preflight() -> None:
+    """Raise PreflightError if the sampler cannot run here; it checks, changing nothing."""
     if os.geteuid() != 0:
         raise PreflightError("netmetrics needs root to load eBPF programs: run it with sudo")
     if importlib.util.find_spec("bcc") is None:
@@ -47,6 +58,10 @@ def preflight(iface: str) -> None:
             f"kernel headers for {release} are missing: apt-get install linux-headers-{release}, "
             "or run make setup (it links Debian's headers when the kernel has no package)"
         )
+
+
+def check_interface(iface: str) -> None:
+    """Raise PreflightError unless `iface` exists and is up."""
     known = sorted(name for _, name in socket.if_nameindex())
     if iface not in known:
         raise PreflightError(f"unknown interface {iface!r}; known interfaces: {', '.join(known)}")
@@ -57,21 +72,31 @@ def preflight(iface: str) -> None:
             )
 
 
+@dataclass(frozen=True)
+class Counted:
+    """An interface being counted: its ifindex and the ingress mode it got."""
+
+    ifindex: int
+    mode: str  # native or skb
+
+
 class TrafficCounter(attach.Attachable):
-    """Count an interface's traffic by class: ingress by native XDP or TC, egress by TC; and the
-    TCP health of its connections (bpf/tcp_health.py) by tracepoints.
+    """Count interfaces' traffic by class, each on its own: ingress by native XDP or TC,
+    egress by TC; and the TCP health of their connections (bpf/tcp_health.py) by a tracepoint.
+    attach() compiles once; add() and remove() then attach the same programs to interfaces and
+    detach them, at any time.
 
     `mode` picks the ingress program: native (driver) XDP, skb (a TC ingress filter on the
-    socket-buffer path), or auto (native XDP where it pays, else skb; see attach_native_xdp).
-    `app_ports` overrides DEFAULT_APP_PORTS class by class ({"http": [80, 8080]} keeps https and
-    dns as they are; an empty list turns a class off). `flow_table` entries hold the flows
-    between two harvests; 0 turns flows off. Without `tcp_health` no tracepoint is attached and
-    its counters stay zero (it costs a few percent of TCP throughput: see the README).
+    socket-buffer path), or auto (native XDP where it pays, else skb; see attach_native_xdp),
+    for each interface. `app_ports` overrides DEFAULT_APP_PORTS class by class ({"http": [80,
+    8080]} keeps https and dns as they are; an empty list turns a class off). `flow_table`
+    entries hold every interface's flows between two harvests; 0 turns flows off. Without
+    `tcp_health` no tracepoint is attached and its counters stay zero (it costs a few percent of
+    TCP throughput: see the README).
     """
 
     def __init__(
         self,
-        iface: str,
         mode: str = "auto",
         egress: bool = True,
         app_ports: Mapping[str, Iterable[int]] = DEFAULT_APP_PORTS,
@@ -80,130 +105,110 @@ class TrafficCounter(attach.Attachable):
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self.iface = iface
         self.mode = mode
         self.egress = egress
         self.flow_table = flow_table
         self.app_ports = {**DEFAULT_APP_PORTS, **{k: tuple(v) for k, v in app_ports.items()}}
         self._program: Program | None = None
-        self._health = TcpHealth(iface) if tcp_health else None
-        self._lock = InterfaceLock(iface)
-        self._ifindex = 0
-        self._got_mode: str | None = None  # native or skb, set while attached
-        self._native_xdp = False  # our XDP program is attached
-        self._filters: dict[str, attach.TcAttachment] = {}  # our TC filters by side
-        self._owns_qdisc = False
+        self._health = TcpHealth() if tcp_health else None
+        self._hooks: dict[str, InterfaceHooks] = {}
+        self.counted: dict[str, Counted] = {}  # by name, as added
 
-    @property
-    def attached_mode(self) -> str | None:
-        """native or skb while attached, else None."""
-        return self._got_mode
+    def attach(self) -> None:
+        """Compile and load the programs once, and attach the TCP tracepoint.
 
-    def attach(self) -> str:
-        """Attach the programs with zeroed counters; return the mode got (native or skb).
-
-        The caller runs preflight() first (once: it checks root, BCC, headers and the
-        interface). On any failure, what was attached is detached again before PreflightError
-        is raised.
+        The caller runs preflight() first (once: it checks root, BCC and headers).
         """
-        if self._got_mode is not None:
-            return self._got_mode
-        self._lock.acquire()
-        try:
-            self._got_mode = self._attach_locked()
-        except OSError as exc:  # an unexpected kernel refusal: still one line for the user
-            self.detach()
-            raise PreflightError(f"cannot attach to {self.iface}: {exc}") from None
-        except BaseException:
-            self.detach()
-            raise
-        return self._got_mode
-
-    def _attach_locked(self) -> str:
         if self._program is None:
             self._program = Program(self.app_ports, self.flow_table)
-        self._program.reset()
-        self._ifindex = ifindex = socket.if_nametoindex(self.iface)
-        # A killed predecessor's qdisc is ours to remove as much as one we create: it noted
-        # creating it, and its filter still there proves the qdisc is that one.
-        leftovers = {side: attach.tc_leftover(ifindex, side) for side in attach.TC_SIDES}
-        self._owns_qdisc = CLSACT_NOTE in self._lock.previous_notes and any(leftovers.values())
-
-        self._native_xdp = attach.attach_native_xdp(
-            self.iface, ifindex, self._program.xdp_fd, self.mode
-        )
-        wanted = {"ingress": not self._native_xdp, "egress": self.egress}
-        for side, leftover in leftovers.items():
-            if not wanted[side] and leftover is not None:
-                log.warning(
-                    "removing a netmetrics %s filter left on %s by a sampler that did not exit "
-                    "cleanly",
-                    side,
-                    self.iface,
-                )
-                attach.detach_tc(self.iface, ifindex, side, leftover)
-        for side in (side for side, want in wanted.items() if want):
-            tc = attach.attach_tc(self.iface, ifindex, side, self._program.tc_fds[side])
-            self._filters[side] = tc
-            self._owns_qdisc |= tc.created_qdisc
-        if self._owns_qdisc and not self._filters:
-            self._release_qdisc()
-        if self._owns_qdisc:
-            self._lock.note(CLSACT_NOTE)
         if self._health:
             self._health.attach()
+
+    def add(self, iface: str) -> str:
+        """Count `iface` from now, from zero; return the mode got (native or skb).
+
+        On any failure (PreflightError, one line), nothing stays attached to the interface.
+        """
+        assert self._program is not None, "attach first"
+        try:
+            ifindex = socket.if_nametoindex(iface)
+        except OSError:
+            raise PreflightError(f"interface {iface} is gone") from None
+        hooks = InterfaceHooks(iface, ifindex, self.mode, self.egress)
+        self._program.add_interface(ifindex)
+        try:
+            mode = hooks.attach(self._program)
+            if self._health:
+                self._health.watch(iface, ifindex)
+        except BaseException as exc:
+            hooks.detach()
+            self._program.remove_interface(ifindex)
+            if isinstance(exc, OSError):  # an unexpected kernel refusal: still one line
+                raise PreflightError(f"cannot attach to {iface}: {exc}") from None
+            raise
+        self._hooks[iface] = hooks
+        self.counted[iface] = Counted(ifindex, mode)
         log.info(
-            "counting %s: ingress by %s, egress %s, TCP health %s",
-            self.iface,
-            "native XDP" if self._native_xdp else "TC (skb mode)",
+            "counting %s (ifindex %d): ingress by %s, egress %s, TCP health %s",
+            iface,
+            ifindex,
+            "native XDP" if mode == "native" else "TC (skb mode)",
             "by TC" if self.egress else "off",
             "on" if self._health else "off",
         )
-        return "native" if self._native_xdp else "skb"
+        return mode
 
-    def read(self) -> dict[str, int]:
-        """Cumulative counters since attach, summed over CPUs, keyed by ALL_COUNTER_NAMES (all
-        zero before the first attach)."""
+    def remove(self, iface: str) -> None:
+        """Stop counting `iface`: detach exactly what add() attached; never raises for that."""
+        hooks = self._hooks.pop(iface, None)
+        counted = self.counted.pop(iface, None)
+        if hooks is None or counted is None:
+            return
+        hooks.detach()
+        if self._health:
+            self._health.unwatch(counted.ifindex)
+        assert self._program is not None
+        try:
+            self._program.remove_interface(counted.ifindex)
+        except OSError as exc:
+            log.error("could not forget the counters of %s: %s", iface, exc)
+
+    def read(self) -> dict[str, dict[str, int]]:
+        """Each counted interface's cumulative counters since its add(), summed over CPUs,
+        keyed by ALL_COUNTER_NAMES."""
         if self._program is None:
-            return dict.fromkeys(ALL_COUNTER_NAMES, 0)
+            return {}
+        counters = self._program.read()
+        health = self._health.read() if self._health else {}
         flows = self._program.flows
-        dropped = {"flows_dropped": flows.dropped if flows else 0}
-        health = self._health.read() if self._health else dict.fromkeys(HEALTH_NAMES, 0)
-        return {**self._program.read(), **health, **dropped}
+        no_counters, no_health = dict.fromkeys(COUNTER_NAMES, 0), dict.fromkeys(HEALTH_NAMES, 0)
+        counts = {}
+        for iface, counted in self.counted.items():
+            dropped = flows.dropped.get(counted.ifindex, 0) if flows else 0
+            counts[iface] = {
+                **counters.get(counted.ifindex, no_counters),
+                **health.get(counted.ifindex, no_health),
+                "flows_dropped": dropped,
+            }
+        return counts
 
-    def harvest_flows(self) -> dict[bytes, FlowCounts]:
-        """Each flow's traffic since the last harvest (bpf/flow_table.py); empty with flows off."""
+    def harvest_flows(self) -> dict[str, dict[bytes, FlowCounts]]:
+        """Each counted interface's flows since the last harvest (bpf/flow_table.py); empty
+        with flows off."""
         if self._program is None or self._program.flows is None:
             return {}
-        return self._program.flows.harvest()
+        by_ifindex = self._program.flows.harvest()
+        return {
+            iface: by_ifindex.get(counted.ifindex, {}) for iface, counted in self.counted.items()
+        }
 
     def detach(self) -> None:
-        """Remove exactly what attach() added; idempotent, and never raises for a cleanup step."""
+        """Remove every interface, detach the tracepoint and unload; idempotent, and never
+        raises for a cleanup step."""
+        for iface in list(self._hooks):
+            self.remove(iface)
         if self._health:
             self._health.detach()
-        for side, tc in self._filters.items():
-            try:
-                attach.detach_tc(self.iface, self._ifindex, side, tc.prog_id)
-            except (OSError, ValueError) as exc:
-                log.error("could not remove the %s filter from %s: %s", side, self.iface, exc)
-        self._filters = {}
-        self._release_qdisc()
-        if self._native_xdp:
-            assert self._program is not None
-            try:
-                attach.detach_xdp(self.iface, self._ifindex, self._program.xdp_fd)
-            except OSError as exc:
-                log.error("could not remove the XDP program from %s: %s", self.iface, exc)
-            self._native_xdp = False
-        self._got_mode = None
-        self._lock.release()
-
-    def _release_qdisc(self) -> None:
-        """Remove the clsact qdisc if it is ours and holds no filter of anyone's any more."""
-        if not self._owns_qdisc:
-            return
-        try:
-            attach.remove_clsact_if_empty(self.iface, self._ifindex)
-        except (OSError, ValueError) as exc:
-            log.error("could not remove the clsact qdisc from %s: %s", self.iface, exc)
-        self._owns_qdisc = False
+        if self._program is not None:
+            self._program.close()
+            self._program = None

@@ -1,11 +1,14 @@
 /* netmetrics: count frames per traffic class: ingress by XDP (native mode) or a TC classifier
- * (skb mode), egress by a TC classifier.
+ * (skb mode), egress by a TC classifier. One compilation serves every interface it is attached to:
+ * counters are kept by the frame's interface (ifindex).
  *
  * The loader (bpf/program.py) defines CLASS_<NAME>, the bit of each class of bpf/classes.py,
  * NUM_CLASSES, and TCP_FLAG_CLASSES, the mask of bpf/classes.py's TCP_FLAG_CLASSES (counted once
  * per frame or aggregate, see count_frame). The three entry points run the same parser, which
- * returns a bitmask of classes, then add the frame to one per-CPU slot (rx or tx): one map
- * lookup, no locks, no allocation.
+ * returns a bitmask of classes, then add the frame to its interface's per-CPU counters (rx or
+ * tx): one map lookup, no locks, no allocation. The loader makes an interface's entry before it
+ * attaches there and deletes it after it detached (MAX_INTERFACES entries): a frame of an
+ * interface without one is not counted.
  * With FLOWS defined (FLOW_TABLE_SIZE entries), they also add it to its flow's entry of an LRU
  * hash, which the sampler empties every interval (bpf/flow_table.py).
  * The programs only read: they never modify, drop or redirect a frame.
@@ -53,17 +56,19 @@ struct ipv6_frag {
     __be32 id;
 };
 
-/* A flow as this host sees it: local is the monitored side (the destination of what comes in,
- * the source of what goes out), so both directions of a conversation meet in one entry. IPv4
- * addresses are IPv4-mapped IPv6 (::ffff:a.b.c.d). Ports are in network order, 0 for protocols
- * without ports and for frames whose transport header is not there (non-first fragments). */
+/* A flow as this host sees it on one interface: local is the monitored side (the destination of
+ * what comes in, the source of what goes out), so both directions of a conversation meet in one
+ * entry. IPv4 addresses are IPv4-mapped IPv6 (::ffff:a.b.c.d). Ports are in network order, 0 for
+ * protocols without ports and for frames whose transport header is not there (non-first
+ * fragments). */
 struct flow_key {
     __u32 local[4];
     __u32 remote[4];
     __be16 local_port;
     __be16 remote_port;
     __u8 proto;
-    __u8 pad[3];  /* explicit, so that `= {}` zeroes all 40 bytes the hash reads */
+    __u8 pad[3];  /* explicit, so that `= {}` zeroes all 44 bytes the hash reads */
+    __u32 ifindex;
 };
 
 struct class_counters {
@@ -71,7 +76,13 @@ struct class_counters {
     __u64 bytes[NUM_CLASSES];
 };
 
-BPF_PERCPU_ARRAY(counters, struct class_counters, 2);  /* key RX or TX */
+struct iface_counters {
+    struct class_counters direction[2];  /* by RX, TX */
+};
+
+/* By ifindex. A hash, as ifindexes are sparse (a host that made many containers has large
+ * ones); per-CPU, so that no two CPUs write one cache line. */
+BPF_TABLE("percpu_hash", __u32, struct iface_counters, counters, MAX_INTERFACES);
 /* Application classes by port, filled by the loader: index port for TCP, UDP_PORTS_BASE + port
  * for UDP; value the mask of the classes that port stands for. An array: the cheapest lookup. */
 BPF_ARRAY(app_ports, __u32, 2 * 65536);
@@ -85,10 +96,11 @@ struct flow_counts {
 /* LRU: when the table is full, a new flow evicts the least recently used one, and the totals
  * above never depend on it. Per-CPU values: each CPU adds to its own copy of a flow's counts,
  * without atomics or a cache line shared by the CPUs that receive and send it; the sampler sums
- * them. flows_created counts the entries made, so that the sampler can tell the evicted ones
- * (made, never harvested) apart. */
+ * them. flows_created counts the entries made by ifindex (the loader makes and deletes its entries
+ * with the counters'), so that the sampler can tell the evicted ones (made, never harvested) apart.
+ * Looked up only when a flow's first frame makes its entry. */
 BPF_TABLE("lru_percpu_hash", struct flow_key, struct flow_counts, flows, FLOW_TABLE_SIZE);
-BPF_PERCPU_ARRAY(flows_created, __u64, 1);
+BPF_TABLE("percpu_hash", __u32, __u64, flows_created, MAX_INTERFACES);
 #endif
 
 static __always_inline __u32 port_classes(__u32 index)
@@ -218,7 +230,8 @@ static __always_inline __u32 parse_ipv6(void *data, void *l3, void *data_end, __
 /* The classes of one frame. A class is set only once the header proving it is in bounds.
  * *header_len: the L2-L4 header length of a TCP or UDP frame whose whole header is in bounds,
  * else 0 (the length a GSO aggregate repeats in each of its segments). *flow (zeroed by the
- * caller): an IP frame's addresses, protocol and ports, source as local (as sent). */
+ * caller, who sets its ifindex): an IP frame's addresses, protocol and ports, source as local (as
+ * sent). */
 static __always_inline __u32 classify(void *data, void *data_end, __u32 *header_len,
                                       struct flow_key *flow)
 {
@@ -250,11 +263,10 @@ static __always_inline __u32 classify(void *data, void *data_end, __u32 *header_
     return mask | CLASS_BIT(CLASS_TOTAL);
 }
 
-static __always_inline void count(__u32 direction, __u32 mask, __u64 packets, __u64 bytes)
+static __always_inline void count(struct iface_counters *counts, __u32 direction, __u32 mask,
+                                  __u64 packets, __u64 bytes)
 {
-    struct class_counters *c = counters.lookup(&direction);
-    if (!c)
-        return;
+    struct class_counters *c = &counts->direction[direction];
 #pragma unroll
     for (int i = 0; i < NUM_CLASSES; i++) {
         if (mask & CLASS_BIT(i)) {
@@ -287,8 +299,7 @@ static __always_inline void count_flow(__u32 direction, __u32 mask, struct flow_
         first.packets[direction] = packets;
         first.bytes[direction] = bytes;
         if (flows.insert(flow, &first) == 0) {
-            __u32 slot = 0;
-            __u64 *created = flows_created.lookup(&slot);
+            __u64 *created = flows_created.lookup(&flow->ifindex);
             if (created)
                 *created += 1;
             return;
@@ -312,17 +323,18 @@ static __always_inline void count_flow(__u32 direction, __u32 mask, struct flow_
  * only, so it counts once, with that segment's bytes (the total less the full segments before it,
  * where the header length and gso_size tell them; else the aggregate's mean). Its flow counts
  * segs packets too. */
-static __always_inline void count_frame(__u32 direction, __u32 mask, struct flow_key *flow,
-                                        __u64 segs, __u64 bytes, __u32 header_len, __u32 gso_size)
+static __always_inline void count_frame(struct iface_counters *counts, __u32 direction,
+                                        __u32 mask, struct flow_key *flow, __u64 segs,
+                                        __u64 bytes, __u32 header_len, __u32 gso_size)
 {
     __u64 last = bytes;
 
     if (segs > 1)
         last = header_len && gso_size ? bytes - (segs - 1) * (header_len + gso_size)
                                        : bytes / segs;
-    count(direction, mask & ~TCP_FLAG_CLASSES, segs, bytes);
+    count(counts, direction, mask & ~TCP_FLAG_CLASSES, segs, bytes);
     if (mask & TCP_FLAG_CLASSES)
-        count(direction, mask & TCP_FLAG_CLASSES, 1, last);
+        count(counts, direction, mask & TCP_FLAG_CLASSES, 1, last);
     count_flow(direction, mask, flow, segs, bytes);
 }
 
@@ -331,11 +343,15 @@ int netmetrics_xdp(struct xdp_md *ctx)
 {
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
+    __u32 ifindex = ctx->ingress_ifindex;
+    struct iface_counters *counts = counters.lookup(&ifindex);
+    if (!counts)
+        return XDP_PASS;
     __u32 header_len;
-    struct flow_key flow = {};
+    struct flow_key flow = {.ifindex = ifindex};
     __u32 mask = classify(data, data_end, &header_len, &flow);
 
-    count(RX, mask, 1, data_end - data);
+    count(counts, RX, mask, 1, data_end - data);
     count_flow(RX, mask, &flow, 1, data_end - data);
     return XDP_PASS;
 }
@@ -348,8 +364,12 @@ static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
 {
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
+    __u32 ifindex = skb->ifindex;
+    struct iface_counters *counts = counters.lookup(&ifindex);
+    if (!counts)
+        return TC_ACT_UNSPEC;
     __u32 header_len;
-    struct flow_key flow = {};
+    struct flow_key flow = {.ifindex = ifindex};
     __u32 mask = classify(data, data_end, &header_len, &flow);
     __u64 segs, bytes;
 
@@ -378,7 +398,7 @@ static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
         segs = skb->gso_segs ? skb->gso_segs : 1;
         bytes = skb->wire_len ? skb->wire_len : skb->len;
     }
-    count_frame(direction, mask, &flow, segs, bytes, header_len, skb->gso_size);
+    count_frame(counts, direction, mask, &flow, segs, bytes, header_len, skb->gso_size);
     return TC_ACT_UNSPEC;
 }
 

@@ -8,6 +8,10 @@ import ctypes
 
 from bpf import libbpf
 
+# The interface a test run's frame comes from: loopback, ifindex 1 in every network namespace.
+# A program counts it only once Program.add_interface(TEST_RUN_IFINDEX) made its counters.
+TEST_RUN_IFINDEX = 1
+
 
 def prog_test_run(
     prog_fd: int, frame: bytes, repeat: int = 1, ctx: bytes | None = None

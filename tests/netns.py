@@ -63,15 +63,17 @@ def _mac(iface: str, namespace: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def veth_pair(subnet: str | None = None, ipv6: bool = False) -> Iterator[VethPair]:
-    """The pair, named and addressed after this process so that two runs can coexist."""
+def veth_pair(subnet: str | None = None, ipv6: bool = False, index: int = 0) -> Iterator[VethPair]:
+    """The pair, named and addressed after this process so that two runs can coexist; `index`
+    tells apart the pairs of one process (pair 0 has the plain names)."""
     tag = os.getpid() % 100000
-    subnet = subnet or f"10.213.{tag % 200}"
-    subnet6 = f"fd00:213:{tag % 200}::"
+    suffix = f"x{index}" if index else ""
+    subnet = subnet or f"10.{213 + index}.{tag % 200}"
+    subnet6 = f"fd00:{213 + index}:{tag % 200}::"
     pair = VethPair(
-        f"nmtest{tag}",
-        f"nmh{tag}",
-        f"nmn{tag}",
+        f"nmtest{tag}{suffix}",
+        f"nmh{tag}{suffix}",
+        f"nmn{tag}{suffix}",
         f"{subnet}.1",
         f"{subnet}.2",
         *((f"{subnet6}1", f"{subnet6}2") if ipv6 else ()),

@@ -24,7 +24,7 @@ from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
 from bpf.classes import CLASSES, COUNTER_NAMES, DEFAULT_APP_PORTS, TCP_FLAG_CLASSES, counter_name
-from bpf.prog_test_run import prog_test_run
+from bpf.prog_test_run import TEST_RUN_IFINDEX, prog_test_run
 from bpf.program import Program, _cflags, app_port_masks
 
 XDP_PASS = 2
@@ -271,6 +271,7 @@ RUNS = [
 @pytest.fixture(scope="module")
 def program(requires_bpf: None) -> Iterator[Program]:
     prog = Program(DEFAULT_APP_PORTS)
+    prog.add_interface(TEST_RUN_IFINDEX)
     yield prog
     prog.close()
 
@@ -289,11 +290,11 @@ def expected(direction: str, classes: set[str], packets: int, nbytes: int) -> di
 
 def run(program: Program, entry: str, data: bytes, ctx: bytes | None = None) -> dict[str, int]:
     """Run one entry point on data; check it lets the frame go; the counter deltas."""
-    before = program.read()
+    before = program.read()[TEST_RUN_IFINDEX]
     fd = program.xdp_fd if entry == "xdp" else program.tc_fds[entry.removeprefix("tc-")]
     retval, _ = prog_test_run(fd, data, ctx=ctx)
     assert retval == ENTRY_POINTS[entry][1]
-    return delta(before, program.read())
+    return delta(before, program.read()[TEST_RUN_IFINDEX])
 
 
 def test_cases_use_only_known_classes() -> None:
@@ -465,11 +466,24 @@ def test_a_port_of_two_classes_counts_in_both(program: Program) -> None:
         program.set_app_ports(DEFAULT_APP_PORTS)
 
 
-def test_reset_zeroes_both_directions(program: Program) -> None:
+def test_add_interface_zeroes_both_directions(program: Program) -> None:
     run(program, "xdp", CASES[0][1])
     run(program, "tc-egress", CASES[0][1])
-    program.reset()
-    assert set(program.read().values()) == {0}
+    program.add_interface(TEST_RUN_IFINDEX)
+    assert set(program.read()[TEST_RUN_IFINDEX].values()) == {0}
+
+
+def test_an_interface_without_counters_is_not_counted(program: Program) -> None:
+    """Frames of an interface the program was not told to count (no add_interface, or after
+    remove_interface) leave every counter as it was, and still pass."""
+    program.remove_interface(TEST_RUN_IFINDEX)
+    try:
+        for entry, (_, passed) in ENTRY_POINTS.items():
+            fd = program.xdp_fd if entry == "xdp" else program.tc_fds[entry.removeprefix("tc-")]
+            assert prog_test_run(fd, CASES[0][1])[0] == passed
+        assert program.read() == {}
+    finally:
+        program.add_interface(TEST_RUN_IFINDEX)
 
 
 def test_app_port_masks_reject_bad_input() -> None:

@@ -14,7 +14,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from bpf.classes import DEFAULT_APP_PORTS
 from bpf.flows import FlowCounts, FlowKey, decode_key, encode_key
-from bpf.prog_test_run import prog_test_run
+from bpf.prog_test_run import TEST_RUN_IFINDEX, prog_test_run
 from bpf.program import Program
 from tests.test_bpf_program import sk_buff_ctx
 
@@ -52,6 +52,7 @@ def counts(direction: str, packets: int, nbytes: int) -> FlowCounts:
 @pytest.fixture(scope="module")
 def program(requires_bpf: None) -> Iterator[Program]:
     prog = Program(DEFAULT_APP_PORTS, flow_table=1024)
+    prog.add_interface(TEST_RUN_IFINDEX)
     yield prog
     prog.close()
 
@@ -59,13 +60,15 @@ def program(requires_bpf: None) -> Iterator[Program]:
 @pytest.fixture
 def flows(program: Program) -> Program:
     """The program with an empty table."""
-    program.reset()
+    harvest(program)
     return program
 
 
 def harvest(program: Program) -> dict[FlowKey, FlowCounts]:
     assert program.flows is not None
-    return {decode_key(key): value for key, value in program.flows.harvest().items()}
+    harvested = program.flows.harvest()
+    assert set(harvested) == {TEST_RUN_IFINDEX}
+    return {decode_key(key): value for key, value in harvested[TEST_RUN_IFINDEX].items()}
 
 
 def test_keys_round_trip() -> None:
@@ -120,6 +123,7 @@ def test_flows_without_ports_and_frames_without_ip(flows) -> None:
 
 def test_a_full_table_evicts_flows_and_never_stops_the_totals(requires_bpf) -> None:
     program = Program(DEFAULT_APP_PORTS, flow_table=SMALL_TABLE)
+    program.add_interface(TEST_RUN_IFINDEX)
     try:
         sent = 4 * SMALL_TABLE
         keys = [FlowKey(17, HOST4, 53, REMOTE4, 10000 + i) for i in range(sent)]
@@ -129,13 +133,14 @@ def test_a_full_table_evicts_flows_and_never_stops_the_totals(requires_bpf) -> N
         assert program.flows is not None
         got = harvest(program)
         assert 0 < len(got) <= SMALL_TABLE
-        assert program.flows.dropped == sent - len(got)
+        assert program.flows.dropped == {TEST_RUN_IFINDEX: sent - len(got)}
         assert keys[-1] in got, "the newest flow is the last to be evicted"
         assert set(got.values()) == {(1, len(frames[0]), 0, 0)}
-        assert program.read()["rx_total_packets"] == sent
-        assert program.read()["rx_total_bytes"] == sum(len(f) for f in frames)
-        program.reset()
-        assert program.flows.dropped == 0
+        counts = program.read()[TEST_RUN_IFINDEX]
+        assert counts["rx_total_packets"] == sent
+        assert counts["rx_total_bytes"] == sum(len(f) for f in frames)
+        program.add_interface(TEST_RUN_IFINDEX)
+        assert program.flows.dropped == {}
     finally:
         program.close()
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import pytest
 
@@ -96,13 +97,25 @@ def pair(requires_bpf) -> Iterator[VethPair]:
             server.wait()
 
 
+class Watching(NamedTuple):
+    """TcpHealth watching one interface: read() is that interface's counts."""
+
+    health: TcpHealth
+    ifindex: int
+
+    def read(self) -> dict[str, int]:
+        return self.health.read()[self.ifindex]
+
+
 @pytest.fixture
-def health(pair: VethPair) -> Iterator[TcpHealth]:
-    with TcpHealth(pair.host_iface) as health:
-        yield health
+def health(pair: VethPair) -> Iterator[Watching]:
+    ifindex = socket.if_nametoindex(pair.host_iface)
+    with TcpHealth() as health:
+        health.watch(pair.host_iface, ifindex)
+        yield Watching(health, ifindex)
 
 
-def rtt_counts(health: TcpHealth) -> list[int]:
+def rtt_counts(health: Watching) -> list[int]:
     counts = health.read()
     return [counts[name] for name in RTT_NAMES]
 
@@ -216,14 +229,23 @@ def test_retransmits_count_exactly_as_the_sender_counts_them(pair, health, size,
     assert counted == retransmitted
 
 
-def test_read_keys_and_attach_detach_cycles(pair) -> None:
-    health = TcpHealth(pair.host_iface)
-    assert tuple(health.read()) == HEALTH_NAMES
-    assert not any(health.read().values())
-    for _ in range(2):
-        health.attach()
-        with converse((pair.peer_ip, PORT)):
-            assert sum(rtt_counts(health)) == 1  # zeroed by attach, then this connection
+def test_read_keys_and_watch_cycles(pair) -> None:
+    ifindex = socket.if_nametoindex(pair.host_iface)
+    health = TcpHealth()
+    assert health.read() == {}
+    with health:
+        for _ in range(2):
+            health.watch(pair.host_iface, ifindex)
+            assert tuple(health.read()[ifindex]) == HEALTH_NAMES
+            with converse((pair.peer_ip, PORT)):
+                # zeroed by watch, then this connection
+                assert sum(rtt_counts(Watching(health, ifindex))) == 1
+            health.unwatch(ifindex)
+            health.unwatch(ifindex)
+            assert health.read() == {}
+            with converse((pair.peer_ip, PORT)):
+                assert health.read() == {}  # unwatched: nothing counts any more
+        health.watch(pair.host_iface, ifindex)
         health.detach()
         health.detach()
         stopped = health.read()
@@ -231,14 +253,41 @@ def test_read_keys_and_attach_detach_cycles(pair) -> None:
             assert health.read() == stopped  # detached: nothing counts any more
 
 
+def test_each_interface_counts_its_own_connections(pair) -> None:
+    """Two watched interfaces: a connection over one counts for it alone."""
+    with veth_pair(index=1) as other, TcpHealth() as health:
+        server = subprocess.Popen(
+            other.in_namespace(sys.executable, "-c", ECHO_SERVER, other.peer_ip, str(PORT)),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            ifindexes = {p.host_iface: socket.if_nametoindex(p.host_iface) for p in (pair, other)}
+            for name, ifindex in ifindexes.items():
+                health.watch(name, ifindex)
+            for used in (pair, other, other):
+                with converse((used.peer_ip, PORT)):
+                    health.read()
+            rtt = {
+                name: sum(rtt_counts(Watching(health, ifindex)))
+                for name, ifindex in ifindexes.items()
+            }
+            assert rtt == {pair.host_iface: 1, other.host_iface: 2}
+        finally:
+            server.kill()
+            server.wait()
+
+
 # Attaches, prints the id of its program, and waits to be killed.
 CHILD = textwrap.dedent(
     """
-    import ctypes, sys, time
+    import ctypes, socket, sys, time
     from bpf import libbpf
     from bpf.tcp_health import TcpHealth
-    health = TcpHealth(sys.argv[1])
+    health = TcpHealth()
     health.attach()
+    health.watch(sys.argv[1], socket.if_nametoindex(sys.argv[1]))
     ids = []
     for name in (b"tracepoint__tcp__tcp_retransmit_skb",):
         info = libbpf.ProgInfo()
