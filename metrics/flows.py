@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import add, sub
@@ -20,7 +20,6 @@ from bpf.flows import NO_TRAFFIC, FlowCounts, decode_key, flow_fields
 from metrics import rates
 from metrics.models import FlowMinute, LiveFlows, MinuteRollup, SamplerRun
 
-Harvest = Callable[[], Mapping[bytes, FlowCounts]]
 Sums = dict[bytes, FlowCounts]
 
 
@@ -50,6 +49,14 @@ def _subtract(sums: Sums, flows: Mapping[bytes, FlowCounts]) -> None:
             del sums[key]
 
 
+def merged(harvests: Iterable[Mapping[bytes, FlowCounts]]) -> Sums:
+    """Several interfaces' flows as one host's: a flow seen on two of them counts on both."""
+    sums: Sums = {}
+    for flows in harvests:
+        _add(sums, flows)
+    return sums
+
+
 def _fields(key: bytes, counts: FlowCounts) -> dict[str, Any]:
     return flow_fields(decode_key(key), counts)
 
@@ -57,13 +64,13 @@ def _fields(key: bytes, counts: FlowCounts) -> dict[str, Any]:
 class FlowTracker:
     """Keeps a run's flows: the live windows, and the minutes until they are written.
 
-    `harvest` empties the kernel's table (TrafficCounter.harvest_flows). `top` flows are kept a
-    minute by bytes and again by packets, and `top` rows make the live table.
+    The sampler adds each interval's harvest of the run's interface (TrafficCounter.harvest_flows).
+    `top` flows are kept a minute by bytes and again by packets, and `top` rows make the live
+    table.
     """
 
-    def __init__(self, run: SamplerRun, harvest: Harvest, top: int, interval: float) -> None:
+    def __init__(self, run: SamplerRun, top: int, interval: float) -> None:
         self.run = run
-        self.harvest = harvest
         self.top = top
         # Windows in intervals: 2, 10 and 40 of them at the default 1 s.
         self.spans = [max(1, round(seconds / interval)) for seconds in LiveFlows.WINDOWS]

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import models, transaction
-from django.db.models import F, Window
+from django.db.models import Case, F, When, Window
 from django.db.models.functions import RowNumber
 
 from bpf.classes import ALL_COUNTER_NAMES, DIRECTIONS
@@ -55,9 +55,20 @@ def this_host() -> str:
     return socket.gethostname()
 
 
+# The host total's interface name (`?iface=all`): the kernel refuses it as an interface's name.
+HOST_TOTAL = "all"
+
+
 # Which run speaks for an interface: the one with the newest sample. A run whose samples all
-# expired (last_sample then null) comes after those with one, the newest started first.
-_NEWEST_SAMPLE_FIRST = (F("last_sample__timestamp").desc(nulls_last=True), "-started_at", "-pk")
+# expired (last_sample then null) comes after those with one, the newest started first. Among
+# runs of one sampler's tick (one timestamp), the host total first: it is what an answer for no
+# interface in particular shows.
+_NEWEST_SAMPLE_FIRST = (
+    F("last_sample__timestamp").desc(nulls_last=True),
+    Case(When(interface=HOST_TOTAL, then=0), default=1),
+    "-started_at",
+    "-pk",
+)
 
 
 class SamplerRunQuerySet(models.QuerySet):
@@ -105,7 +116,11 @@ class SamplerRunQuerySet(models.QuerySet):
 class SamplerRun(CounterColumns):
     """One life of `runsampler` on one interface; counters are cumulative since it started."""
 
-    MODES = [("native", "native XDP"), ("skb", "socket-buffer path: TC ingress classifier")]
+    MODES = [
+        ("native", "native XDP"),
+        ("skb", "socket-buffer path: TC ingress classifier"),
+        ("host", "host total: the sum of the interfaces that carry no one else's traffic"),
+    ]
 
     interface = models.CharField(max_length=15, db_index=True)
     hostname = models.CharField(max_length=255, default=this_host)
@@ -129,6 +144,8 @@ class SamplerRun(CounterColumns):
     # A run is live while it has a sample newer than this many intervals: the API's
     # sampler_running and status, /metrics' sampler_up, and the dashboard's stale threshold.
     LIVE_INTERVALS = 3
+    # What record() changes: a caller whose transaction around it rolls back puts them back.
+    RECORDED_FIELDS = (*ALL_COUNTER_NAMES, "last_sample", "measured_seconds", "peak_bandwidth_bps")
 
     class Meta:
         ordering = ["-started_at"]

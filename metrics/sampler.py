@@ -1,94 +1,214 @@
-"""Turning the kernel's cumulative counters into Sample rows, one tick at a time."""
+"""Turning the kernel's cumulative counters into Sample rows, one tick at a time, for every
+watched interface and the host total in one transaction."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from metrics.flows import FlowTracker
+from bpf.classes import ALL_COUNTER_NAMES
+from bpf.flows import FlowCounts
+from metrics.flows import FlowTracker, merged
 from metrics.models import Sample, SamplerRun
 from metrics.rates import bandwidth_bps
 from metrics.retention import prune
 
 log = logging.getLogger("netmetrics.sampler")
 
-ReadCounters = Callable[[], Mapping[str, int]]
+
+class Kernel(Protocol):
+    """What the sampler reads: bpf.loader.TrafficCounter, or a test's fake."""
+
+    def read(self) -> Mapping[str, Mapping[str, int]]: ...
+
+    def harvest_flows(self) -> Mapping[str, Mapping[bytes, FlowCounts]]: ...
+
+
+@dataclass
+class Watched:
+    """A run being recorded, and the monotonic times of the counters it holds and of the last
+    read of its flows."""
+
+    run: SamplerRun
+    flows: FlowTracker | None
+    last_written: float
+    last_read: float
 
 
 class Sampler:
-    """Records one Sample per tick for a run, from a function returning cumulative counters.
+    """Records one Sample per tick for each watched interface's run, from the kernel's
+    cumulative counters, and with `total` one for the host total: the sum of the interfaces in
+    `members` (see metrics/links.py for which), all in one transaction.
 
     The interval of a sample is the real time since the last sample that was written, so a late
     tick or a failed write widens the next sample instead of losing or inventing traffic. With
-    `flows`, each tick also harvests the kernel's flow table into it and writes what it keeps in
-    the sample's transaction; what a failed write did not store stays in its memory.
+    `flow_top`, each tick also harvests the kernel's flow table and writes what it keeps in the
+    same transaction; what a failed write did not store stays in memory.
     """
 
-    PRUNE_EVERY = 10  # ticks; each prune deletes at most a batch per tier
+    PRUNE_EVERY = 10  # ticks; each prune deletes at most a batch per tier and interface
 
     def __init__(
-        self, run: SamplerRun, read: ReadCounters, started: float, flows: FlowTracker | None = None
+        self,
+        kernel: Kernel,
+        interval: float,
+        flow_top: int | None = None,
+        total: SamplerRun | None = None,
+        started: float | None = None,
     ) -> None:
-        self.run = run
-        self.read = read
-        self.flows = flows
-        self.last_written = started  # time.monotonic() of the counters the run holds
-        self.last_read = started
+        self.kernel = kernel
+        self.interval = interval
+        self.flow_top = flow_top
+        self.watched: dict[str, Watched] = {}
+        self.members: set[str] = set()
+        self.total = None if total is None else self._watched(total, started)
         self.failed_writes = 0
         self.ticks = 0
 
-    def tick(self, final: bool = False) -> Sample | None:
-        """Record the interval since the last sample; `final` writes every flow minute kept."""
+    def _watched(self, run: SamplerRun, started: float | None) -> Watched:
+        started = time.monotonic() if started is None else started
+        flows = None if self.flow_top is None else FlowTracker(run, self.flow_top, self.interval)
+        return Watched(run, flows, started, started)
+
+    def watch(self, run: SamplerRun, started: float | None = None) -> None:
+        """Record run.interface from now on; `started` is when its counters started from 0."""
+        self.watched[run.interface] = self._watched(run, started)
+
+    @property
+    def speaking(self) -> SamplerRun | None:
+        """The run that stands for the sampler in its status line: the total, else the one."""
+        if self.total is not None:
+            return self.total.run
+        return next(iter(self.watched.values())).run if self.watched else None
+
+    def tick(self, closing: Collection[str] = (), final: bool = False) -> list[Sample] | None:
+        """Record the interval since each run's last sample; None when the write failed.
+
+        The `closing` interfaces' runs are stopped with their last interval and are watched no
+        more; `final` (the sampler's last tick) writes every flow minute kept and stops the
+        host total's run.
+        """
         # Harvest before reading: the counters' flows_dropped then covers this harvest.
-        flows = self.flows.harvest() if self.flows else {}
-        counters = self.read()
+        harvest = self.kernel.harvest_flows() if self.flow_top is not None else {}
+        counters = self.kernel.read()
         now = time.monotonic()
         timestamp = timezone.now()
-        if self.flows:
-            self.flows.add(flows, counters["flows_dropped"], timestamp, now - self.last_read)
-        self.last_read = now
+        writes: list[tuple[Watched, Mapping[str, int], bool]] = [
+            (watched, counters[name], final or name in closing)
+            for name, watched in self.watched.items()
+            if name in counters
+        ]
+        if self.total is not None:
+            members = [name for name in self.members if name in counters]
+            total = self._total(counters, members)
+            writes.append((self.total, total, final))
+            harvest = {
+                **harvest,
+                self.total.run.interface: merged(harvest.get(m, {}) for m in members),
+            }
+        for watched, counts, _ in writes:
+            if watched.flows is not None:
+                flows = harvest.get(watched.run.interface, {})
+                elapsed = now - watched.last_read
+                watched.flows.add(flows, counts["flows_dropped"], timestamp, elapsed)
+            watched.last_read = now
+        saved = [
+            (
+                watched.run,
+                {field: getattr(watched.run, field) for field in SamplerRun.RECORDED_FIELDS},
+            )
+            for watched, _, _ in writes
+        ]
+        samples, minutes = [], []
         try:
             with transaction.atomic():
-                sample = self.run.record(counters, timestamp, now - self.last_written)
-                minutes = self.flows.save(timestamp, final) if self.flows else []
+                for watched, counts, last in writes:
+                    samples.append(
+                        watched.run.record(counts, timestamp, now - watched.last_written)
+                    )
+                    if watched.flows is not None:
+                        minutes.append((watched.flows, watched.flows.save(timestamp, last)))
+                for name in closing:
+                    if name in self.watched:
+                        self.watched[name].run.stop(timestamp)
+                if final and self.total is not None:
+                    self.total.run.stop(timestamp)
         except DatabaseError as exc:
+            for run, fields in saved:  # as they were: the next tick covers this one too
+                for field, value in fields.items():
+                    setattr(run, field, value)
             self.failed_writes += 1
-            log.warning("%s: sample not written (%s); retrying next tick", self.run.interface, exc)
+            log.warning("samples not written (%s); retrying next tick", exc)
             # A broken connection (file replaced, disk error) is reopened on the next try.
             connection.close_if_unusable_or_obsolete()
             return None
-        if self.flows:
-            self.flows.forget(minutes)
-        self.last_written = now
+        for tracker, written in minutes:
+            tracker.forget(written)
+        for watched, _, _ in writes:
+            watched.last_written = now
+        for name in closing:
+            self.watched.pop(name, None)
         self.ticks += 1
         if self.ticks % self.PRUNE_EVERY == 0:
             self.prune()
-        return sample
+        return samples
+
+    def _total(
+        self, counters: Mapping[str, Mapping[str, int]], members: list[str]
+    ) -> dict[str, int]:
+        """The host total's cumulative counters: its own as last written, plus what each member
+        adds to its run's this tick (the same deltas its own sample gets)."""
+        assert self.total is not None
+        total = self.total.run
+        runs = [
+            (counters[name], self.watched[name].run) for name in members if name in self.watched
+        ]
+        return {
+            field: getattr(total, field)
+            + sum(counts[field] - getattr(run, field) for counts, run in runs)
+            for field in ALL_COUNTER_NAMES
+        }
 
     def prune(self) -> None:
-        try:
-            prune(self.run.interface, timezone.now())
-        except DatabaseError as exc:  # retention can wait for the next round
-            log.warning("%s: pruning old rows failed (%s)", self.run.interface, exc)
+        runs = [w.run for w in self.watched.values()]
+        if self.total is not None:
+            runs.append(self.total.run)
+        for run in runs:
+            try:
+                prune(run.interface, timezone.now())
+            except DatabaseError as exc:  # retention can wait for the next round
+                log.warning("%s: pruning old rows failed (%s)", run.interface, exc)
 
-    def flush(self, attempts: int = 5, pause: float = 1.0) -> None:
-        """Write the last partial interval at shutdown, waiting out a briefly locked database."""
+    def flush(
+        self, closing: Collection[str] | None = None, attempts: int = 5, pause: float = 1.0
+    ) -> bool:
+        """Write the last partial interval, waiting out a briefly locked database: of the
+        `closing` interfaces (and the others' so far), or at shutdown (None) of every run, with
+        every flow minute kept. Whether it was written."""
         for _ in range(attempts):
-            if self.tick(final=True) is not None:
-                return
+            if closing is None:
+                written = self.tick(closing=list(self.watched), final=True)
+            else:
+                written = self.tick(closing=closing)
+            if written is not None:
+                return True
             time.sleep(pause)
-        log.error("%s: the counts since the last sample could not be written", self.run.interface)
+        log.error("the counts since the last sample could not be written")
+        return False
 
 
 class StatusLog:
-    """A short status line at most once per period: enough to see the sampler is alive."""
+    """A short status line at most once per period: enough to see the sampler is alive. It
+    speaks of the host total, or of the one interface without one."""
 
-    def __init__(self, run: SamplerRun, period: float = 60.0) -> None:
-        self.run = run
+    def __init__(self, sampler: Sampler, period: float = 60.0) -> None:
+        self.sampler = sampler
         self.period = period
         self._reset()
 
@@ -98,24 +218,27 @@ class StatusLog:
         self.bytes = {"rx": 0, "tx": 0}
         self.seconds = 0.0
 
-    def add(self, sample: Sample | None, failed_writes: int) -> None:
-        if sample is not None:
-            self.samples += 1
-            self.seconds += sample.elapsed
-            self.bytes["rx"] += sample.rx_total_bytes
-            self.bytes["tx"] += sample.tx_total_bytes
-        if time.monotonic() - self.since < self.period:
+    def add(self, samples: list[Sample] | None) -> None:
+        run = self.sampler.speaking
+        for sample in samples or ():
+            if run is not None and sample.run_id == run.pk:
+                self.samples += 1
+                self.seconds += sample.elapsed
+                self.bytes["rx"] += sample.rx_total_bytes
+                self.bytes["tx"] += sample.tx_total_bytes
+        if time.monotonic() - self.since < self.period or run is None:
             return
         rates = ", ".join(
             f"{direction} {bandwidth_bps(count, self.seconds) / 1e6:.3f} Mbit/s"
             for direction, count in self.bytes.items()
-            if direction == "rx" or self.run.egress
+            if direction == "rx" or run.egress
         )
         log.info(
-            "%s: %d samples, %s, %d failed writes so far",
-            self.run.interface,
+            "%s: %d samples, %s, %d interfaces, %d failed writes so far",
+            run.interface,
             self.samples,
             rates,
-            failed_writes,
+            len(self.sampler.watched),
+            self.sampler.failed_writes,
         )
         self._reset()

@@ -6,22 +6,22 @@ cd "$(dirname "$0")/.."
 die() { printf 'netmetrics: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "the sampler needs root to attach its eBPF programs: run 'sudo make run'"
-iface=${IFACE:-$(ip -o route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit }}')}
-[ -n "$iface" ] || die "no default route to take the interface from: name one, e.g. 'sudo make run IFACE=eth0'"
-[ -e "/sys/class/net/$iface" ] || die "unknown interface '$iface'; known interfaces: $(ls /sys/class/net | tr '\n' ' ')"
+# IFACE: names and patterns (eth0,eth1 or 'en*'); without it, every interface that is up but
+# loopback and container/VM plumbing (runsampler --all), with a host total.
+if [ -n "${IFACE:-}" ]; then selection=(--iface "$IFACE"); what=$IFACE; else selection=(--all); what="every interface (--all)"; fi
 port=${PORT:-8000}
 
 # The web server needs no root: under sudo it runs as the user who ran sudo.
 as_user=()
 if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then as_user=(runuser -u "$SUDO_USER" --); fi
 
-.venv/bin/python manage.py runsampler --iface "$iface" &
+.venv/bin/python manage.py runsampler "${selection[@]}" &
 sampler=$!
 "${as_user[@]}" .venv/bin/python manage.py runserver --noreload "127.0.0.1:$port" &
 web=$!
 
 printf '\nnetmetrics: measuring %s; dashboard http://127.0.0.1:%s/ , API http://127.0.0.1:%s/api/metrics/realtime , admin http://127.0.0.1:%s/admin/\n' \
-    "$iface" "$port" "$port" "$port"
+    "$what" "$port" "$port" "$port"
 if ! .venv/bin/python manage.py shell -v 0 -c 'from django.contrib.auth.models import User; raise SystemExit(not User.objects.filter(is_superuser=True).exists())' 2>/dev/null; then
     printf 'netmetrics: to browse history in the admin, create a login once: .venv/bin/python manage.py createsuperuser\n'
 fi

@@ -36,6 +36,17 @@ def requires_bpf() -> None:
     _skip_unless_possible("BPF", _bpf_unavailable_reason())
 
 
+@pytest.fixture(scope="session")
+def requires_root() -> None:
+    """For tests that make links of their own: root and iproute2 (no BPF)."""
+    reason = None
+    if os.geteuid() != 0:
+        reason = "making links needs root"
+    elif shutil.which("ip") is None:
+        reason = "iproute2's ip command is missing"
+    _skip_unless_possible("root", reason)
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 

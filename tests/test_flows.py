@@ -31,7 +31,7 @@ def by_key(rows: list[dict]) -> dict[FlowKey, dict]:
 
 
 def test_live_rates_over_2_10_and_40_seconds() -> None:
-    tracker = FlowTracker(start_run(), dict, top=20, interval=1.0)
+    tracker = FlowTracker(start_run(), top=20, interval=1.0)
     # A: 1000 bytes in every second for 40 s; B: 500 bytes out, only in the last 5 seconds.
     for second in range(1, 41):
         flows = harvest(a=(10, 1000, 0, 0), **({"b": (0, 0, 5, 500)} if second > 35 else {}))
@@ -46,7 +46,7 @@ def test_live_rates_over_2_10_and_40_seconds() -> None:
 
 
 def test_live_windows_forget_what_left_them_and_rank_by_the_shortest_first() -> None:
-    tracker = FlowTracker(start_run(), dict, top=20, interval=1.0)
+    tracker = FlowTracker(start_run(), top=20, interval=1.0)
     tracker.add(harvest(c=(1, 9_000_000, 0, 0)), 0, at(1), 1.0)  # big, then gone
     for second in range(2, 13):
         tracker.add(harvest(a=(1, 100, 0, 0)), 0, at(second), 1.0)
@@ -60,7 +60,7 @@ def test_live_windows_forget_what_left_them_and_rank_by_the_shortest_first() -> 
 
 
 def test_minute_top_keeps_the_top_by_bytes_and_the_top_by_packets() -> None:
-    tracker = FlowTracker(start_run(), dict, top=1, interval=1.0)
+    tracker = FlowTracker(start_run(), top=1, interval=1.0)
     sums = {
         encode_key(A): FlowCounts(100, 6000, 0, 0),  # most packets
         encode_key(B): FlowCounts(2, 9000, 0, 0),  # most bytes
@@ -77,11 +77,17 @@ class FakeTable:
         self.harvests = list(harvests)
         self.dropped = 0
 
-    def __call__(self) -> Mapping[bytes, FlowCounts]:
-        return self.harvests.pop(0)
+    def harvest_flows(self) -> dict[str, Mapping[bytes, FlowCounts]]:
+        return {"eth0": self.harvests.pop(0)}
 
-    def read(self) -> dict[str, int]:
-        return counters(flows_dropped=self.dropped)
+    def read(self) -> dict[str, dict[str, int]]:
+        return {"eth0": counters(flows_dropped=self.dropped)}
+
+
+def sampler_of(run: SamplerRun, table: FakeTable) -> Sampler:
+    sampler = Sampler(table, interval=1.0, flow_top=20)
+    sampler.watch(run, started=0.0)
+    return sampler
 
 
 @pytest.fixture
@@ -103,7 +109,7 @@ def stored() -> dict[tuple, tuple]:
 def test_minutes_are_written_when_they_end_and_at_the_last_flush(clock) -> None:
     run: SamplerRun = start_run(started_at=at(0))
     table = FakeTable([harvest(a=(1, 100, 0, 0))] * 3)
-    sampler = Sampler(run, table.read, 0.0, FlowTracker(run, table, top=20, interval=1.0))
+    sampler = sampler_of(run, table)
     clock[0] = 59.5  # an interval that starts in minute 0
     sampler.tick()
     assert stored() == {}
@@ -117,8 +123,7 @@ def test_minutes_are_written_when_they_end_and_at_the_last_flush(clock) -> None:
     # Three intervals, all inside the last 40: the window covers their 62 s.
     assert (live.timestamp, live.seconds, live.dropped) == (at(62), 62.0, 3)
     assert [row["rx_bytes"] for row in live.flows] == [300]
-    assert sampler.flows is not None
-    sampler.flows.harvest = FakeTable([{}])
+    table.harvests = [{}]
     clock[0] = 62.5
     sampler.flush()
     assert stored() == {(at(0), 9999, 41000): (2, 200), (at(60), 9999, 41000): (1, 100)}
@@ -127,7 +132,7 @@ def test_minutes_are_written_when_they_end_and_at_the_last_flush(clock) -> None:
 def test_a_failed_write_keeps_the_flows_for_the_next(clock, monkeypatch) -> None:
     run = start_run(started_at=at(0))
     table = FakeTable([harvest(a=(1, 100, 0, 0))] * 3)
-    sampler = Sampler(run, table.read, 0.0, FlowTracker(run, table, top=20, interval=1.0))
+    sampler = sampler_of(run, table)
     original = FlowMinute.objects.bulk_create
     monkeypatch.setattr(
         FlowMinute.objects,

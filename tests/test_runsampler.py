@@ -13,7 +13,10 @@ from django.core.management import CommandError, call_command
 
 from bpf.attach import Attachable
 from bpf.errors import PreflightError
-from metrics.models import SamplerRun
+from bpf.flows import FlowCounts
+from bpf.loader import Counted
+from metrics.links import Link
+from metrics.models import HOST_TOTAL, Sample, SamplerRun
 from tests.samples import counters
 
 pytestmark = pytest.mark.django_db
@@ -25,39 +28,63 @@ class FakeCounter(Attachable):
     """TrafficCounter's interface, recording what the command does with it."""
 
     log: list[str] = []
-    refuse: str | None = None  # a PreflightError message for attach()
+    refuse: str | None = None  # a PreflightError message for add()
 
-    def __init__(self, iface: str, **options: object) -> None:
-        self.iface = iface
+    def __init__(self, **options: object) -> None:
         self.egress = options["egress"]
         self.flow_table = options["flow_table"]
-        self.attached_mode: str | None = None
+        self.counted: dict[str, Counted] = {}
         self.reads = 0
 
-    def attach(self) -> str:
-        self.log.append(f"attach (runs: {SamplerRun.objects.count()})")
+    def attach(self) -> None:
+        self.log.append("compile")
+
+    def add(self, iface: str) -> str:
+        self.log.append(f"add {iface} (runs: {SamplerRun.objects.count()})")
         if self.refuse:
             raise PreflightError(self.refuse)
-        self.attached_mode = "skb"
-        return self.attached_mode
+        self.counted[iface] = Counted(LINKS[iface].ifindex, "skb")
+        return "skb"
+
+    def remove(self, iface: str) -> None:
+        self.log.append(f"remove {iface}")
+        del self.counted[iface]
 
     def detach(self) -> None:
+        for iface in list(self.counted):
+            self.remove(iface)
         self.log.append("detach")
-        self.attached_mode = None
 
-    def read(self) -> dict[str, int]:
+    def read(self) -> dict[str, dict[str, int]]:
         self.reads += 1
         if self.reads == 2:  # after the first tick: stop, as systemd or Ctrl-C would
             os.kill(os.getpid(), signal.SIGTERM)
-        return counters(rx_total_packets=3 * self.reads, rx_total_bytes=300 * self.reads)
+        n = self.reads
+        return {
+            iface: counters(rx_total_packets=3 * n * i, rx_total_bytes=300 * n * i)
+            for i, iface in enumerate(self.counted, start=1)
+        }
+
+    def harvest_flows(self) -> dict[str, dict[bytes, FlowCounts]]:
+        return {iface: {} for iface in self.counted}
+
+
+LINKS = {
+    name: Link(name, ifindex, up=True, loopback=False, master=None, lowers=(), kind="")
+    for ifindex, name in enumerate(["veth7", "veth8"], start=7)
+}
 
 
 @pytest.fixture
-def fake(monkeypatch) -> Iterator[type[FakeCounter]]:
+def fake(monkeypatch, tmp_path) -> Iterator[type[FakeCounter]]:
     FakeCounter.log = []
+    monkeypatch.setattr("bpf.iface_lock.LOCK_DIR", tmp_path)  # the host total's lock
     FakeCounter.refuse = None
     monkeypatch.setattr(f"{COMMAND}.TrafficCounter", FakeCounter)
-    monkeypatch.setattr(f"{COMMAND}.preflight", lambda iface: FakeCounter.log.append("preflight"))
+    monkeypatch.setattr(f"{COMMAND}.preflight", lambda: FakeCounter.log.append("preflight"))
+    monkeypatch.setattr(f"{COMMAND}.check_interface", lambda iface: None)
+    monkeypatch.setattr(f"{COMMAND}.current_links", lambda: LINKS)
+    monkeypatch.setattr("metrics.watcher.current_links", lambda: LINKS)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     yield FakeCounter
     for sig, handler in handlers.items():
@@ -66,7 +93,7 @@ def fake(monkeypatch) -> Iterator[type[FakeCounter]]:
 
 def test_preflight_once_then_attach_then_the_run_with_the_mode_got(fake) -> None:
     call_command("runsampler", "--iface", "veth7", "--interval", "0.1", "--no-flows")
-    assert fake.log == ["preflight", "attach (runs: 0)", "detach"]
+    assert fake.log == ["preflight", "compile", "add veth7 (runs: 0)", "remove veth7", "detach"]
     run = SamplerRun.objects.get()
     assert (run.interface, run.mode, run.egress, run.flow_table) == ("veth7", "skb", True, 0)
     assert run.stopped_at is not None
@@ -78,11 +105,36 @@ def test_a_refused_attach_leaves_no_run_and_is_one_line(fake) -> None:
     fake.refuse = "cannot attach native XDP to veth7: Operation not supported"
     with pytest.raises(CommandError, match=r"^cannot attach native XDP to veth7"):
         call_command("runsampler", "--iface", "veth7", "--mode", "native")
-    assert fake.log == ["preflight", "attach (runs: 0)"]
+    assert fake.log == ["preflight", "compile", "add veth7 (runs: 0)", "detach"]
     assert not SamplerRun.objects.exists()
 
 
 def test_modes_are_the_loaders(fake) -> None:
     with pytest.raises(CommandError, match="invalid choice: 'xdp'"):
         call_command("runsampler", "--iface", "veth7", "--mode", "xdp")
+    assert fake.log == []
+
+
+def test_several_interfaces_and_their_total_in_one_transaction_each_tick(fake) -> None:
+    """Two interfaces: a run each and the host total's, whose samples are their sum, tick by
+    tick; all three are written by each tick, with one timestamp."""
+    call_command("runsampler", "--iface", "veth7,veth8", "--interval", "0.1", "--no-flows")
+    runs = {run.interface: run for run in SamplerRun.objects.all()}
+    assert set(runs) == {"veth7", "veth8", HOST_TOTAL}
+    assert runs[HOST_TOTAL].mode == "host" and all(r.stopped_at for r in runs.values())
+    # veth7 grows by 3 packets a read, veth8 by 6: two ticks and the flush.
+    assert {name: run.rx_total_packets for name, run in runs.items()} == {
+        "veth7": 9, "veth8": 18, HOST_TOTAL: 27,
+    }  # fmt: skip
+    for sample in runs[HOST_TOTAL].samples.all():
+        parts = Sample.objects.filter(timestamp=sample.timestamp).exclude(interface=HOST_TOTAL)
+        assert sample.rx_total_bytes == sum(p.rx_total_bytes for p in parts)
+        assert parts.count() == 2
+
+
+def test_a_selection_error_is_one_line(fake) -> None:
+    with pytest.raises(CommandError, match=r"^interface names have at most 15 characters"):
+        call_command("runsampler", "--iface", "a-very-long-name0")
+    with pytest.raises(CommandError, match=r"^name interfaces with --iface"):
+        call_command("runsampler")
     assert fake.log == []

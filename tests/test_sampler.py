@@ -5,6 +5,7 @@ import itertools
 import pytest
 from django.db import OperationalError
 
+from bpf.flows import FlowCounts
 from metrics.models import Sample, SamplerRun
 from metrics.sampler import Sampler
 from tests.samples import counters, start_run
@@ -13,19 +14,31 @@ pytestmark = pytest.mark.django_db
 
 
 class FakeKernel:
-    """Cumulative counters that grow by 10 packets / 1000 bytes in and 5 / 300 out per read."""
+    """eth0's cumulative counters, which grow by 10 packets / 1000 bytes in and 5 / 300 out per
+    read; no flows."""
 
     def __init__(self) -> None:
         self.reads = itertools.count(1)
 
-    def __call__(self) -> dict[str, int]:
+    def read(self) -> dict[str, dict[str, int]]:
         n = next(self.reads)
-        return counters(
-            rx_total_packets=10 * n,
-            rx_total_bytes=1000 * n,
-            tx_total_packets=5 * n,
-            tx_total_bytes=300 * n,
-        )
+        return {
+            "eth0": counters(
+                rx_total_packets=10 * n,
+                rx_total_bytes=1000 * n,
+                tx_total_packets=5 * n,
+                tx_total_bytes=300 * n,
+            )
+        }
+
+    def harvest_flows(self) -> dict[str, dict[bytes, FlowCounts]]:
+        return {}
+
+
+def sampler_of(run: SamplerRun) -> Sampler:
+    sampler = Sampler(FakeKernel(), interval=1.0)
+    sampler.watch(run, started=100.0)
+    return sampler
 
 
 @pytest.fixture
@@ -38,7 +51,7 @@ def clock(monkeypatch):
 
 def test_each_tick_writes_the_delta_over_the_real_elapsed_time(clock) -> None:
     run = start_run()
-    sampler = Sampler(run, FakeKernel(), started=100.0)
+    sampler = sampler_of(run)
     clock[0] = 101.0
     sampler.tick()
     clock[0] = 102.5  # a late tick: its rates use 1.5 s, not 1 s
@@ -55,7 +68,7 @@ def test_each_tick_writes_the_delta_over_the_real_elapsed_time(clock) -> None:
 
 def test_a_failed_write_loses_nothing_and_counts_nothing_twice(clock, monkeypatch) -> None:
     run = start_run()
-    sampler = Sampler(run, FakeKernel(), started=100.0)
+    sampler = sampler_of(run)
     clock[0] = 101.0
     sampler.tick()
 
@@ -78,7 +91,7 @@ def test_a_failed_write_loses_nothing_and_counts_nothing_twice(clock, monkeypatc
 
 def test_flush_writes_the_last_partial_interval(clock) -> None:
     run = start_run()
-    sampler = Sampler(run, FakeKernel(), started=100.0)
+    sampler = sampler_of(run)
     clock[0] = 100.4
     sampler.flush()
     assert Sample.objects.get().elapsed == pytest.approx(0.4)

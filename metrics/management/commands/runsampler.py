@@ -1,12 +1,13 @@
-"""`manage.py runsampler`: count an interface's traffic in the kernel, one Sample per tick."""
+"""`manage.py runsampler`: count interfaces' traffic in the kernel, one Sample per tick each."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import select
 import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -14,13 +15,16 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
-from django.utils import timezone
 
-from bpf.loader import MODES, PreflightError, TrafficCounter, preflight
+from bpf.iface_lock import InterfaceLock
+from bpf.loader import MODES, PreflightError, TrafficCounter, check_interface, preflight
 from bpf.program import DEFAULT_FLOW_TABLE
-from metrics.flows import FlowTracker
-from metrics.models import SamplerRun
+from metrics.link_events import LinkEvents
+from metrics.links import current_links
+from metrics.models import HOST_TOTAL, SamplerRun
 from metrics.sampler import Sampler, StatusLog
+from metrics.selection import DEFAULT_EXCLUDE, Selection, SelectionError
+from metrics.watcher import InterfaceWatcher, start_run
 
 log = logging.getLogger("netmetrics.sampler")
 T = TypeVar("T")
@@ -30,10 +34,27 @@ MAX_FLOW_TABLE = 1 << 20
 
 
 class Command(BaseCommand):
-    help = "Attach netmetrics' XDP and TC programs to an interface and record a sample per tick."
+    help = (
+        "Attach netmetrics' XDP and TC programs to interfaces and record a sample per tick for "
+        "each, and for the host total."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--iface", required=True, help="interface to measure, e.g. eth0")
+        parser.add_argument(
+            "--iface",
+            help="interfaces to measure: names and shell patterns, comma-separated "
+            "(eth0,eth1 or 'en*'); a name or pattern is taken even if --exclude matches it",
+        )
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            help="measure every interface that is up, but loopback and --exclude",
+        )
+        parser.add_argument(
+            "--exclude",
+            help="patterns --all leaves out, comma-separated; '' for none (default: "
+            f"{','.join(DEFAULT_EXCLUDE)})",
+        )
         parser.add_argument(
             "--interval", type=float, default=1.0, help="seconds between samples (default 1)"
         )
@@ -42,7 +63,7 @@ class Command(BaseCommand):
             choices=MODES,
             default="auto",
             help="ingress: native (driver XDP), skb (TC ingress classifier), "
-            "or auto (native where it pays, else skb)",
+            "or auto (native where it pays, else skb), on each interface",
         )
         parser.add_argument(
             "--no-egress", action="store_true", help="measure ingress only (no TC program)"
@@ -62,11 +83,11 @@ class Command(BaseCommand):
             "--flow-table",
             type=int,
             default=DEFAULT_FLOW_TABLE,
-            help=f"entries of the kernel's flow table, the most flows one interval can hold "
-            f"(default {DEFAULT_FLOW_TABLE})",
+            help=f"entries of the kernel's flow table, the most flows one interval can hold, "
+            f"of all interfaces (default {DEFAULT_FLOW_TABLE})",
         )
 
-    def handle(self, *args: Any, iface: str, interval: float, mode: str, **options: Any) -> None:
+    def handle(self, *args: Any, interval: float, mode: str, **options: Any) -> None:
         if not 0.1 <= interval <= 3600:
             raise CommandError("--interval must be between 0.1 and 3600 seconds")
         flow_table = 0 if options["no_flows"] else options["flow_table"]
@@ -74,12 +95,16 @@ class Command(BaseCommand):
             raise CommandError(
                 f"--flow-table must be between 16 and {MAX_FLOW_TABLE} entries (or use --no-flows)"
             )
-        self.stopping = threading.Event()
+        try:
+            selection = Selection.parse(options["iface"], options["all"], options["exclude"])
+        except SelectionError as exc:
+            raise CommandError(str(exc)) from None
+        self.stopping = False
+        self._wake_read, self._wake = os.pipe()
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
 
         counter = TrafficCounter(
-            iface,
             mode=mode,
             egress=not options["no_egress"],
             app_ports=settings.NETMETRICS_APP_PORTS,
@@ -87,55 +112,74 @@ class Command(BaseCommand):
             tcp_health=not options["no_tcp_health"],
         )
         try:
-            preflight(iface)
+            preflight()
+            if not selection.patterns and not selection.all:
+                for name in selection.names:  # names alone: each must be there, and up
+                    check_interface(name)
             _database(SamplerRun.objects.exists)  # before a compile that takes seconds
-            with counter:
-                attached = time.monotonic()
-                run = _database(lambda: start_run(counter, interval))
-                log.info(
-                    "sampling %s every %gs (%s mode), egress %s, flows %s",
-                    iface,
-                    interval,
-                    run.mode,
-                    "on" if run.egress else "off",
-                    f"in a table of {flow_table}" if flow_table else "off",
-                )
-                flows = None
-                if flow_table:
-                    top = settings.NETMETRICS_FLOW_TOP
-                    flows = FlowTracker(run, counter.harvest_flows, top, interval)
-                self.loop(Sampler(run, counter.read, attached, flows), interval)
+            # Subscribed before the first look at the links: no change falls between the two.
+            with LinkEvents() as events:
+                links = current_links()
+                with counter, contextlib.ExitStack() as held:
+                    total = None
+                    if selection.several:
+                        # One host total per host: two would add into the same rollups.
+                        lock = InterfaceLock(HOST_TOTAL)
+                        lock.acquire()
+                        held.callback(lock.release)
+                        total = _database(lambda: start_run(HOST_TOTAL, "host", counter, interval))
+                    top = None if not flow_table else settings.NETMETRICS_FLOW_TOP
+                    sampler = Sampler(counter, interval, top, total)
+                    watcher = InterfaceWatcher(counter, sampler, selection)
+                    # Names alone: each attaches, or the sampler says why and stops.
+                    watcher.sync(links, strict=not selection.patterns and not selection.all)
+                    log_choice(selection, links)  # after the attach errors, which end it
+                    log.info(
+                        "sampling every %gs, egress %s, flows %s, host total %s",
+                        interval,
+                        "on" if counter.egress else "off",
+                        f"in a table of {flow_table}" if flow_table else "off",
+                        f"as iface={HOST_TOTAL}" if total else "off (one interface)",
+                    )
+                    self.loop(watcher, events)
         except PreflightError as exc:
             raise CommandError(str(exc)) from None
-        log.info("stopped sampling %s; programs detached", iface)
+        log.info("stopped sampling; programs detached")
 
     def on_signal(self, signum: int, frame: object) -> None:
-        self.stopping.set()
+        self.stopping = True
+        os.write(self._wake, b"x")  # ends the loop's wait at once
 
-    def loop(self, sampler: Sampler, interval: float) -> None:
-        """Tick on wall-clock multiples of the interval until SIGINT/SIGTERM, then flush."""
-        status = StatusLog(sampler.run)
-        while not self.stopping.wait(_until_next_boundary(interval)):
-            status.add(sampler.tick(), sampler.failed_writes)
+    def loop(self, watcher: InterfaceWatcher, events: LinkEvents) -> None:
+        """Tick on wall-clock multiples of the interval until SIGINT/SIGTERM, then flush;
+        between ticks, follow the links as netlink reports their changes."""
+        sampler = watcher.sampler
+        status = StatusLog(sampler)
+        deadline = _next_boundary(sampler.interval)
+        while not self.stopping:
+            ready, _, _ = select.select(
+                [events.fileno(), self._wake_read], [], [], max(0.0, deadline - time.time())
+            )
+            if self.stopping:
+                break
+            if events.fileno() in ready and events.drain():
+                watcher.sync()
+            if time.time() >= deadline:
+                status.add(sampler.tick())
+                deadline = _next_boundary(sampler.interval)
         sampler.flush()
-        try:
-            sampler.run.stop(timezone.now())
-        except DatabaseError as exc:
-            log.warning("%s: could not mark the run stopped (%s)", sampler.run.interface, exc)
 
 
-def start_run(counter: TrafficCounter, interval: float) -> SamplerRun:
-    """The run's row, once the programs are attached and the mode they got is known."""
-    assert counter.attached_mode is not None
-    return SamplerRun.objects.create(
-        interface=counter.iface,
-        mode=counter.attached_mode,
-        egress=counter.egress,
-        interval=interval,
-        flow_table=counter.flow_table,
-        pid=os.getpid(),
-        started_at=timezone.now(),
+def log_choice(selection: Selection, links: dict) -> None:
+    """The log's first lines: which interfaces, and why not the others."""
+    choice = selection.choose(links)
+    log.info(
+        "interfaces: %s chooses %s",
+        selection.describe(),
+        ", ".join(choice.chosen) or "none yet: waiting for one",
     )
+    for name, reason in sorted(choice.skipped.items()):
+        log.info("not counting %s: %s", name, reason)
 
 
 def _database(query: Callable[[], T]) -> T:
@@ -149,6 +193,6 @@ def _database(query: Callable[[], T]) -> T:
         ) from None
 
 
-def _until_next_boundary(interval: float) -> float:
-    now = time.time()
-    return (math.floor(now / interval) + 1) * interval - now
+def _next_boundary(interval: float) -> float:
+    """The next wall-clock multiple of the interval."""
+    return (math.floor(time.time() / interval) + 1) * interval
