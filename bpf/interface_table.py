@@ -1,9 +1,11 @@
-"""A per-CPU hash of the kernel programs keyed by ifindex, whose values are u64 fields: the
-counters of bpf/netmetrics.c, its flows_created, the retransmits of bpf/tcp_health.c.
+"""The kernel programs' per-CPU maps by interface, whose values are u64 fields: a per-CPU hash
+keyed by ifindex (InterfaceTable: netmetrics.c's flows_created, tcp_health.c's retransmits),
+and the counters' slots (SlotTable: a slot array by ifindex into a per-CPU array, cheaper per
+frame than a hash).
 
 The loader makes an interface's entry (zero) before it attaches there, and deletes it after it
 detached: the programs only look entries up, so a frame of an interface without one is not
-counted. A read copies every entry in one batch syscall and sums each field over the CPUs.
+counted. A read sums each field over the CPUs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import errno
 from array import array
 
 from bpf import libbpf
+from bpf.errors import PreflightError
 
 _KEY = ctypes.c_uint32
 _KEY_SIZE = ctypes.sizeof(_KEY)
@@ -35,7 +38,7 @@ class InterfaceTable:
         """A zero entry for the interface, replacing any it had: it counts from now."""
         rc = libbpf.lib().bpf_map_update_elem(self.fd, ctypes.byref(_KEY(ifindex)), self._zero, 0)
         if rc == -errno.E2BIG:
-            raise OSError(-rc, f"netmetrics counts at most {self.size} interfaces at once")
+            raise PreflightError(f"netmetrics counts at most {self.size} interfaces at once")
         libbpf.check(rc, f"add interface {ifindex} to a map")
 
     def remove(self, ifindex: int) -> None:
@@ -60,3 +63,66 @@ class InterfaceTable:
             ]
             for i, ifindex in enumerate(keys)
         }
+
+
+class SlotTable:
+    """`fields` u64s per interface and CPU in a per-CPU array of `size` slots, and the array
+    `slots_fd` that maps an ifindex (below `max_ifindex`) to its slot + 1 (0: not counted)."""
+
+    def __init__(
+        self, slots_fd: int, values_fd: int, size: int, max_ifindex: int, fields: int
+    ) -> None:
+        self._slots_fd = slots_fd
+        self._values_fd = values_fd
+        self.size = size
+        self.max_ifindex = max_ifindex
+        self.fields = fields
+        self._cpus = libbpf.num_possible_cpus()
+        self._zero = ctypes.create_string_buffer(self._cpus * 8 * fields)
+        self._value = ctypes.create_string_buffer(self._cpus * 8 * fields)
+        self._slot_of: dict[int, int] = {}  # ifindex -> slot
+
+    def _set_slot(self, ifindex: int, value: int) -> None:
+        key, slot = _KEY(ifindex), ctypes.c_uint32(value)
+        rc = libbpf.lib().bpf_map_update_elem(
+            self._slots_fd, ctypes.byref(key), ctypes.byref(slot), 0
+        )
+        libbpf.check(rc, f"set the counters' slot of interface {ifindex}")
+
+    def add(self, ifindex: int) -> None:
+        """A zeroed slot for the interface (its own if it has one): it counts from now."""
+        if ifindex >= self.max_ifindex:
+            raise OSError(
+                0,
+                f"netmetrics counts interfaces of ifindex below {self.max_ifindex}, not {ifindex}",
+            )
+        slot = self._slot_of.get(ifindex)
+        if slot is None:
+            free = set(range(self.size)) - set(self._slot_of.values())
+            if not free:
+                raise PreflightError(f"netmetrics counts at most {self.size} interfaces at once")
+            slot = min(free)
+        self._set_slot(ifindex, 0)  # no frame counts into the slot while it is zeroed
+        rc = libbpf.lib().bpf_map_update_elem(
+            self._values_fd, ctypes.byref(_KEY(slot)), self._zero, 0
+        )
+        libbpf.check(rc, f"zero the counters of interface {ifindex}")
+        self._set_slot(ifindex, slot + 1)
+        self._slot_of[ifindex] = slot
+
+    def remove(self, ifindex: int) -> None:
+        """Stop counting the interface and free its slot (nothing if it has none)."""
+        if self._slot_of.pop(ifindex, None) is not None:
+            self._set_slot(ifindex, 0)
+
+    def read(self) -> dict[int, list[int]]:
+        """Every counted interface's fields, each summed over the CPUs."""
+        values = {}
+        for ifindex, slot in self._slot_of.items():
+            rc = libbpf.lib().bpf_map_lookup_elem(
+                self._values_fd, ctypes.byref(_KEY(slot)), self._value
+            )
+            libbpf.check(rc, f"read the counters of interface {ifindex}")
+            cpu_values = array("Q", self._value.raw)
+            values[ifindex] = [sum(cpu_values[f :: self.fields]) for f in range(self.fields)]
+        return values

@@ -134,6 +134,7 @@ def lib() -> ctypes.CDLL:
         "bpf_prog_test_run_opts": [ctypes.c_int, p(TestRunOpts)],
         "bpf_map_update_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64],
         "bpf_map_delete_elem": [ctypes.c_int, ctypes.c_void_p],
+        "bpf_map_lookup_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p],
     }
     # fd, in_batch, out_batch, keys, values, count, opts (NULL: the defaults)
     batch: list[type] = [ctypes.c_int, _ptr, _ptr, _ptr, _ptr, p(ctypes.c_uint32), _ptr]

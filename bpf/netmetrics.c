@@ -6,8 +6,8 @@
  * NUM_CLASSES, and TCP_FLAG_CLASSES, the mask of bpf/classes.py's TCP_FLAG_CLASSES (counted once
  * per frame or aggregate, see count_frame). The three entry points run the same parser, which
  * returns a bitmask of classes, then add the frame to its interface's per-CPU counters (rx or
- * tx): one map lookup, no locks, no allocation. The loader makes an interface's entry before it
- * attaches there and deletes it after it detached (MAX_INTERFACES entries): a frame of an
+ * tx): no locks, no allocation. The loader gives an interface a slot of counters before it
+ * attaches there and takes it back after it detached (MAX_INTERFACES slots): a frame of an
  * interface without one is not counted.
  * With FLOWS defined (FLOW_TABLE_SIZE entries), they also add it to its flow's entry of an LRU
  * hash, which the sampler empties every interval (bpf/flow_table.py).
@@ -80,9 +80,11 @@ struct iface_counters {
     struct class_counters direction[2];  /* by RX, TX */
 };
 
-/* By ifindex. A hash, as ifindexes are sparse (a host that made many containers has large
- * ones); per-CPU, so that no two CPUs write one cache line. */
-BPF_TABLE("percpu_hash", __u32, struct iface_counters, counters, MAX_INTERFACES);
+/* An interface's counters are in its slot of a per-CPU array (no two CPUs write one cache line),
+ * and slots[ifindex] is that slot + 1, or 0 for an interface not counted: two array lookups,
+ * cheaper than one hash lookup by ifindex. Ifindexes from MAX_IFINDEX on are not counted. */
+BPF_ARRAY(slots, __u32, MAX_IFINDEX);
+BPF_PERCPU_ARRAY(counters, struct iface_counters, MAX_INTERFACES);
 /* Application classes by port, filled by the loader: index port for TCP, UDP_PORTS_BASE + port
  * for UDP; value the mask of the classes that port stands for. An array: the cheapest lookup. */
 BPF_ARRAY(app_ports, __u32, 2 * 65536);
@@ -102,6 +104,15 @@ struct flow_counts {
 BPF_TABLE("lru_percpu_hash", struct flow_key, struct flow_counts, flows, FLOW_TABLE_SIZE);
 BPF_TABLE("percpu_hash", __u32, __u64, flows_created, MAX_INTERFACES);
 #endif
+
+static __always_inline struct iface_counters *counters_of(__u32 ifindex)
+{
+    __u32 *slot = slots.lookup(&ifindex);
+    if (!slot || !*slot)
+        return NULL;
+    __u32 index = *slot - 1;
+    return counters.lookup(&index);
+}
 
 static __always_inline __u32 port_classes(__u32 index)
 {
@@ -344,7 +355,7 @@ int netmetrics_xdp(struct xdp_md *ctx)
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
     __u32 ifindex = ctx->ingress_ifindex;
-    struct iface_counters *counts = counters.lookup(&ifindex);
+    struct iface_counters *counts = counters_of(ifindex);
     if (!counts)
         return XDP_PASS;
     __u32 header_len;
@@ -365,7 +376,7 @@ static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
     __u32 ifindex = skb->ifindex;
-    struct iface_counters *counts = counters.lookup(&ifindex);
+    struct iface_counters *counts = counters_of(ifindex);
     if (!counts)
         return TC_ACT_UNSPEC;
     __u32 header_len;

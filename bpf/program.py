@@ -19,7 +19,7 @@ from bpf.classes import (
 )
 from bpf.errors import bcc_bpf, loading
 from bpf.flow_table import FlowTable
-from bpf.interface_table import InterfaceTable
+from bpf.interface_table import InterfaceTable, SlotTable
 
 SOURCE = Path(__file__).with_name("netmetrics.c")
 # The entry points, and the programs' names in the kernel (which keeps 15 characters: these fit)
@@ -36,6 +36,8 @@ DEFAULT_FLOW_TABLE = 16384
 # Interfaces one program counts at once (MAX_INTERFACES in netmetrics.c): its per-CPU counters
 # take about 450 bytes per interface and CPU.
 MAX_INTERFACES = 256
+# The ifindexes the counters' slot array covers (MAX_IFINDEX in netmetrics.c: 256 KiB).
+MAX_IFINDEX = 65536
 # struct iface_counters: packets[NUM_CLASSES] then bytes[NUM_CLASSES], for RX then TX.
 _COUNTER_FIELDS = [
     counter_name(direction, cls, unit)
@@ -57,6 +59,7 @@ def _cflags(flow_table: int) -> list[str]:
     flags = [f"-DCLASS_{name.upper()}={index}" for index, name in enumerate(CLASSES)]
     flags.append(f"-DNUM_CLASSES={len(CLASSES)}")
     flags.append(f"-DMAX_INTERFACES={MAX_INTERFACES}")
+    flags.append(f"-DMAX_IFINDEX={MAX_IFINDEX}")
     flags.append(f"-DTCP_FLAG_CLASSES={class_mask(TCP_FLAG_CLASSES):#x}U")
     if flow_table:
         flags += ["-DFLOWS", f"-DFLOW_TABLE_SIZE={flow_table}"]
@@ -99,7 +102,13 @@ class Program:
                 side: self._bpf.load_func(name.encode(), BPF.SCHED_CLS).fd
                 for side, name in TC_FUNCTIONS.items()
             }
-        self._counters = self._table(b"counters", len(_COUNTER_FIELDS))
+        self._counters = SlotTable(
+            self._bpf[b"slots"].map_fd,
+            self._bpf[b"counters"].map_fd,
+            MAX_INTERFACES,
+            MAX_IFINDEX,
+            len(_COUNTER_FIELDS),
+        )
         self._ports = self._bpf[b"app_ports"]
         self._port_masks: dict[int, int] = {}
         self.set_app_ports(app_ports)
@@ -127,17 +136,17 @@ class Program:
 
     def add_interface(self, ifindex: int) -> None:
         """Count the interface's frames from now, from zero (before attaching to it)."""
-        for table in (self._counters, self._created):
-            if table is not None:
-                table.add(ifindex)
+        self._counters.add(ifindex)
+        if self._created is not None:
+            self._created.add(ifindex)
         if self.flows is not None:
             self.flows.forget(ifindex)
 
     def remove_interface(self, ifindex: int) -> None:
         """Stop counting the interface (after detaching from it); its counters are gone."""
-        for table in (self._counters, self._created):
-            if table is not None:
-                table.remove(ifindex)
+        self._counters.remove(ifindex)
+        if self._created is not None:
+            self._created.remove(ifindex)
         if self.flows is not None:
             self.flows.forget(ifindex)
 
