@@ -60,11 +60,18 @@ def preflight() -> None:
         )
 
 
+LISTED_INTERFACES = 12  # in the error for an unknown one
+
+
 def check_interface(iface: str) -> None:
     """Raise PreflightError unless `iface` exists and is up."""
     known = sorted(name for _, name in socket.if_nameindex())
     if iface not in known:
-        raise PreflightError(f"unknown interface {iface!r}; known interfaces: {', '.join(known)}")
+        shown = ", ".join(known[:LISTED_INTERFACES])
+        more = len(known) - LISTED_INTERFACES
+        if more > 0:  # a host with dozens of container veths: one readable line still
+            shown += f" and {more} more (ip -br link lists them)"
+        raise PreflightError(f"unknown interface {iface!r}; known interfaces: {shown}")
     with open(f"/sys/class/net/{iface}/flags") as f:
         if not int(f.read(), 16) & _IFF_UP:
             raise PreflightError(

@@ -8,6 +8,8 @@ from datetime import datetime
 from django.db.models import Min
 
 from metrics.models import SamplerRun
+from metrics.rates import RATE_NAMES
+from metrics.snapshot import class_rates
 from metrics.tiers import TIERS
 
 
@@ -19,6 +21,23 @@ class InterfaceState:
     first_sample: datetime | None
     last_sample: datetime | None
     run: SamplerRun
+    rates: dict[str, float] | None  # the latest sample's, both directions; None unless running
+
+    @property
+    def total(self) -> bool:
+        return self.run.is_total
+
+    @property
+    def members(self) -> list[str]:
+        return self.run.members
+
+    @property
+    def bandwidth_bps(self) -> float | None:
+        return None if self.rates is None else self.rates[RATE_NAMES["bytes"]]
+
+    @property
+    def packets_per_sec(self) -> float | None:
+        return None if self.rates is None else self.rates[RATE_NAMES["packets"]]
 
 
 def _first_sample(interface: str) -> datetime | None:
@@ -32,16 +51,23 @@ def _first_sample(interface: str) -> datetime | None:
     return min((start for start in starts if start is not None), default=None)
 
 
+def _state(run: SamplerRun, now: datetime) -> InterfaceState:
+    status = run.status(now)
+    sample = run.last_sample
+    return InterfaceState(
+        interface=run.interface,
+        hostname=run.hostname,
+        status=status,
+        first_sample=_first_sample(run.interface),
+        last_sample=sample.timestamp if sample else None,
+        run=run,
+        rates=class_rates(sample, run.directions) if sample and status == "running" else None,
+    )
+
+
 def interface_states(now: datetime) -> list[InterfaceState]:
-    """Every interface that has recorded anything, by name, with the run speaking for it."""
-    return [
-        InterfaceState(
-            interface=run.interface,
-            hostname=run.hostname,
-            status=run.status(now),
-            first_sample=_first_sample(run.interface),
-            last_sample=run.last_sample.timestamp if run.last_sample else None,
-            run=run,
-        )
-        for run in SamplerRun.objects.speaking().order_by("interface")
-    ]
+    """Every interface that has recorded anything, with the run speaking for it: the host
+    total first, then the interfaces by name."""
+    runs = SamplerRun.objects.speaking().order_by("interface")
+    states = [_state(run, now) for run in runs]
+    return sorted(states, key=lambda state: not state.total)  # stable: by name after it

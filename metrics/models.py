@@ -138,6 +138,11 @@ class SamplerRun(CounterColumns):
     flow_table = models.PositiveIntegerField(
         default=0, help_text="entries of the kernel's flow table; 0: flows off"
     )
+    members = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="the host total's: the interfaces its latest sample sums; empty for others",
+    )
 
     objects = SamplerRunQuerySet.as_manager()
 
@@ -145,13 +150,23 @@ class SamplerRun(CounterColumns):
     # sampler_running and status, /metrics' sampler_up, and the dashboard's stale threshold.
     LIVE_INTERVALS = 3
     # What record() changes: a caller whose transaction around it rolls back puts them back.
-    RECORDED_FIELDS = (*ALL_COUNTER_NAMES, "last_sample", "measured_seconds", "peak_bandwidth_bps")
+    RECORDED_FIELDS = (
+        *ALL_COUNTER_NAMES,
+        "last_sample",
+        "measured_seconds",
+        "peak_bandwidth_bps",
+        "members",
+    )
 
     class Meta:
         ordering = ["-started_at"]
 
     def __str__(self) -> str:
         return f"{self.interface} on {self.hostname} from {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def is_total(self) -> bool:
+        return self.interface == HOST_TOTAL
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -171,8 +186,15 @@ class SamplerRun(CounterColumns):
             return "running"
         return "stopped" if self.stopped_at else "stale"
 
-    def record(self, counters: Mapping[str, int], timestamp: datetime, elapsed: float) -> Sample:
-        """Store the interval since the last recorded sample, from the kernel's cumulative counters.
+    def record(
+        self,
+        counters: Mapping[str, int],
+        timestamp: datetime,
+        elapsed: float,
+        members: list[str] | None = None,
+    ) -> Sample:
+        """Store the interval since the last recorded sample, from the kernel's cumulative counters
+        (the host total's: with the `members` they sum).
 
         The delta is taken against this run's own cumulative columns, which change only when the
         write commits: after a failed write (database locked, disk full) the next call covers the
@@ -200,6 +222,8 @@ class SamplerRun(CounterColumns):
                     rates.rate(delta, DIRECTIONS, "total", "bytes", elapsed),
                 ),
             }
+            if members is not None:
+                changes["members"] = members
             SamplerRun.objects.filter(pk=self.pk).update(**changes)
         for name, value in changes.items():
             setattr(self, name, value)

@@ -104,8 +104,8 @@ class Sampler:
             for name, watched in self.watched.items()
             if name in counters
         ]
+        members = sorted(m for m in self.members if m in counters and m in self.watched)
         if self.total is not None:
-            members = [name for name in self.members if name in counters]
             total = self._total(counters, members)
             writes.append((self.total, total, final))
             harvest = {
@@ -129,9 +129,9 @@ class Sampler:
         try:
             with transaction.atomic():
                 for watched, counts, last in writes:
-                    samples.append(
-                        watched.run.record(counts, timestamp, now - watched.last_written)
-                    )
+                    elapsed = now - watched.last_written
+                    run_members = members if watched is self.total else None
+                    samples.append(watched.run.record(counts, timestamp, elapsed, run_members))
                     if watched.flows is not None:
                         minutes.append((watched.flows, watched.flows.save(timestamp, last)))
                 for name in closing:
@@ -166,9 +166,7 @@ class Sampler:
         adds to its run's this tick (the same deltas its own sample gets)."""
         assert self.total is not None
         total = self.total.run
-        runs = [
-            (counters[name], self.watched[name].run) for name in members if name in self.watched
-        ]
+        runs = [(counters[name], self.watched[name].run) for name in members]
         return {
             field: getattr(total, field)
             + sum(counts[field] - getattr(run, field) for counts, run in runs)

@@ -17,7 +17,7 @@ The decisions:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from metrics.links import Link
@@ -49,6 +49,8 @@ class Choice:
     chosen: tuple[str, ...]  # sorted names to attach now
     skipped: dict[str, str]  # every other link present: why not
     missing: tuple[str, ...]  # exact names given but not present
+    # With --all: chosen names that --iface names or matches although --exclude matches them.
+    despite_exclude: dict[str, str] = field(default_factory=dict)  # name: the pattern
 
 
 @dataclass(frozen=True)
@@ -94,17 +96,31 @@ class Selection:
             else:
                 skipped[name] = reason
         missing = tuple(name for name in self.names if name not in links)
-        return Choice(chosen=tuple(chosen), skipped=skipped, missing=missing)
+        despite = {
+            name: pattern
+            for name in chosen
+            if self.all and self._asked(name) and (pattern := self._excluded_by(name)) is not None
+        }
+        return Choice(
+            chosen=tuple(chosen), skipped=skipped, missing=missing, despite_exclude=despite
+        )
+
+    def _asked(self, name: str) -> bool:
+        """Whether --iface names or matches it."""
+        return name in self.names or any(fnmatchcase(name, p) for p in self.patterns)
+
+    def _excluded_by(self, name: str) -> str | None:
+        return next((p for p in self.exclude if fnmatchcase(name, p)), None)
 
     def _why_not(self, link: Link) -> str | None:
-        if link.name in self.names or any(fnmatchcase(link.name, p) for p in self.patterns):
+        if self._asked(link.name):
             return None if link.up else "down"
         if not self.all:
             return "not selected"
         if link.loopback:
             return "loopback"
         # Excluded before down: it stays out when it comes up.
-        excluded_by = next((p for p in self.exclude if fnmatchcase(link.name, p)), None)
+        excluded_by = self._excluded_by(link.name)
         if excluded_by is not None:
             return f"excluded by --exclude '{excluded_by}'"
         return None if link.up else "down"

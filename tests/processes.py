@@ -58,14 +58,18 @@ def db_rows(env: dict[str, str], sql: str, *params: object) -> list[tuple]:
 
 
 class Managed:
-    """A manage.py subprocess with its output in a log file, for failure messages."""
+    """A manage.py subprocess with its output in a log file, for failure messages; in the
+    network namespace `netns` if given (`ip netns exec` execs it: the pid is its own)."""
 
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, *args: str, netns: str | None = None
+    ) -> None:
         self.log = log
         self.args = args
+        prefix = ["ip", "netns", "exec", netns] if netns else []
         with log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "manage.py", *args],
+                [*prefix, sys.executable, "manage.py", *args],
                 cwd=ROOT,
                 env=env,
                 stdout=out,

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bpf.classes import CLASSES
 from metrics.api import exposition
-from metrics.models import this_host
+from metrics.models import HOST_TOTAL, this_host
 from tests.samples import T0, at, counters, start_run
 
 # The lead wires the same view into netmetrics/urls.py; this module is its own URLconf so these
@@ -144,6 +144,31 @@ def test_stopped_run_is_down_but_keeps_its_counters(client: Client) -> None:
     assert series[key("netmetrics_sampler_up", interface="eth0")] == 0.0
     labels = {"interface": "eth0", "direction": "rx", "class": "total"}
     assert series[key("netmetrics_bytes_total", **labels)] == 100
+
+
+def test_the_host_total_marks_the_interfaces_it_sums(client: Client) -> None:
+    for name in ("br0", "port0", "eth1"):
+        start_run(name).record(counters(rx_total_bytes=100, rx_total_packets=1), at(1), 1.0)
+    start_run(HOST_TOTAL).record(
+        counters(rx_total_bytes=200, rx_total_packets=2), at(1), 1.0, ["br0", "eth1"]
+    )
+
+    series, _ = scrape(client)
+
+    members = {
+        dict(labels)["interface"]: value
+        for (name, labels), value in series.items()
+        if name == "netmetrics_host_total_member"
+    }
+    assert members == {"br0": 1.0, "eth1": 1.0, "port0": 0.0}
+    labels = {"interface": HOST_TOTAL, "direction": "rx", "class": "total"}
+    assert series[key("netmetrics_bytes_total", **labels)] == 200
+
+
+def test_no_member_series_without_a_host_total(client: Client) -> None:
+    start_run("eth0").record(counters(rx_total_bytes=1), at(1), 1.0)
+    _, families = scrape(client)
+    assert "netmetrics_host_total_member" not in families and "netmetrics_sampler_up" in families
 
 
 def test_content_type_and_types(client: Client) -> None:

@@ -7,7 +7,7 @@ from django.db.models import Sum
 from django.test import Client
 from django.utils import timezone
 
-from metrics.models import Sample
+from metrics.models import HOST_TOTAL, Sample
 from metrics.summary import window_summary
 from metrics.tiers import tier_plan
 from tests.samples import at, counters, start_run
@@ -245,3 +245,26 @@ def test_interfaces_lists_each_with_its_state(client: Client) -> None:
     assert veth["last_sample"] == "2026-11-27T12:00:30Z"
     assert veth["run"]["mode"] == "native" and body[2]["run"]["egress"] is False
     assert datetime.fromisoformat(body[0]["last_sample"]).astimezone(UTC) == now
+    assert [(i["total"], i["members"]) for i in body] == [(False, [])] * 3
+    # The running one's current rates: 1 byte and 1 packet in 1 s, both ways; none when stopped.
+    assert (body[0]["bandwidth_bps"], body[0]["packets_per_sec"]) == (8.0, 1.0)
+    assert (veth["bandwidth_bps"], veth["packets_per_sec"]) == (None, None)
+
+
+def test_interfaces_lists_the_host_total_first_with_its_members(client: Client) -> None:
+    now = timezone.now()
+    for name in ("br0", "eth1"):
+        start_run(name).record(counters(rx_total_bytes=250, rx_total_packets=2), now, 0.5)
+    total = start_run(HOST_TOTAL)
+    total.record(counters(rx_total_bytes=500, rx_total_packets=4), now, 0.5, ["br0", "eth1"])
+    body = client.get("/api/interfaces").json()
+    assert [(i["interface"], i["total"], i["members"]) for i in body] == [
+        (HOST_TOTAL, True, ["br0", "eth1"]),
+        ("br0", False, []),
+        ("eth1", False, []),
+    ]
+    assert [(i["bandwidth_bps"], i["packets_per_sec"]) for i in body] == [
+        (8000.0, 8.0),
+        (4000.0, 4.0),
+        (4000.0, 4.0),
+    ]

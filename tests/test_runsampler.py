@@ -122,6 +122,7 @@ def test_several_interfaces_and_their_total_in_one_transaction_each_tick(fake) -
     runs = {run.interface: run for run in SamplerRun.objects.all()}
     assert set(runs) == {"veth7", "veth8", HOST_TOTAL}
     assert runs[HOST_TOTAL].mode == "host" and all(r.stopped_at for r in runs.values())
+    assert (runs[HOST_TOTAL].members, runs["veth7"].members) == (["veth7", "veth8"], [])
     # veth7 grows by 3 packets a read, veth8 by 6: two ticks and the flush.
     assert {name: run.rx_total_packets for name, run in runs.items()} == {
         "veth7": 9, "veth8": 18, HOST_TOTAL: 27,

@@ -113,16 +113,19 @@ def test_an_explicit_name_beats_exclude() -> None:
     choice = Selection.parse("veth123,docker0", True, None).choose(LINKS)
     assert choice.chosen == ("docker0", "enp3s0", "eth0", "veth123", "wlan0")
     assert choice.skipped["br-abc"] == "excluded by --exclude 'br-*'"
+    assert choice.despite_exclude == {"docker0": "docker*", "veth123": "veth*"}
 
 
 def test_a_pattern_beats_exclude() -> None:
     assert Selection.parse("veth*", False, None).choose(LINKS).chosen == ("veth123",)
     choice = Selection.parse("veth*", True, None).choose(LINKS)
     assert choice.chosen == ("enp3s0", "eth0", "veth123", "wlan0")
+    assert choice.despite_exclude == {"veth123": "veth*"}
 
 
 def test_exclude_without_all_changes_nothing() -> None:
-    assert Selection.parse("eth0", False, "eth*").choose(LINKS).chosen == ("eth0",)
+    choice = Selection.parse("eth0", False, "eth*").choose(LINKS)
+    assert (choice.chosen, choice.despite_exclude) == (("eth0",), {})
 
 
 def test_a_selected_interface_that_is_down_is_skipped_until_it_comes_up() -> None:

@@ -24,8 +24,14 @@ them, so rename nothing without a deprecation period.
 ``netmetrics_last_sample_timestamp_seconds{interface}`` (gauge)
     Unix time of the newest sample; ``time() - it`` is how stale the counters are.
 ``netmetrics_sampler_start_time_seconds{interface, mode, egress, hostname}`` (gauge)
-    Unix time the run started, i.e. since when the counters count; ``mode`` is ``native`` or
-    ``skb``, ``egress`` ``true`` or ``false``, ``hostname`` the host the sampler ran on.
+    Unix time the run started, i.e. since when the counters count; ``mode`` is ``native``,
+    ``skb`` or ``host`` (the host total), ``egress`` ``true`` or ``false``, ``hostname`` the
+    host the sampler ran on.
+``netmetrics_host_total_member{interface}`` (gauge)
+    With a host total (``interface="all"``, the sum of the interfaces that carry nobody else's
+    traffic): 1 for each interface its latest sample sums, 0 for one it leaves out (a bridge's
+    or bond's port whose master is counted). Sum ``interface="all"``'s series, or only the
+    interfaces marked 1, never every interface: that counts a bridge's traffic twice.
 
 The counters carry no ``_created`` series: in the text format each would be one more gauge per
 counter (40 per interface) repeating ``netmetrics_sampler_start_time_seconds``.
@@ -102,8 +108,16 @@ class SamplerRunCollector(Collector):
             "Unix time the sampler run started: the counters count from here.",
             labels=["interface", "mode", "egress", "hostname"],
         )
+        member = GaugeMetricFamily(
+            "netmetrics_host_total_member",
+            "1 if the host total (interface=all) sums the interface, 0 if it leaves it out.",
+            labels=["interface"],
+        )
+        total = next((run for run in runs if run.is_total), None)
         for run in runs:
             iface = run.interface
+            if total is not None and run is not total:
+                member.add_metric([iface], 1 if iface in total.members else 0)
             for unit, family in families.items():
                 for direction in run.directions:
                     for cls in CLASSES:
@@ -121,6 +135,8 @@ class SamplerRunCollector(Collector):
         yield up
         yield last_sample
         yield started
+        if total is not None:
+            yield member
 
 
 # Only our collector: no process_*/python_* metrics of whichever web worker answers the scrape.

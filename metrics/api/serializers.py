@@ -238,6 +238,18 @@ class InterfaceSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["running", "stale", "stopped"])
     first_sample = serializers.DateTimeField(allow_null=True)
     last_sample = serializers.DateTimeField(allow_null=True)
+    total = serializers.BooleanField(help_text="whether this is the host total (iface=all)")
+    members = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="the host total's: the interfaces its latest sample sums (bridge and bond "
+        "ports left out when their master is counted); empty for an interface",
+    )
+    bandwidth_bps = serializers.FloatField(
+        allow_null=True, help_text="both directions over the latest sample; null unless running"
+    )
+    packets_per_sec = serializers.FloatField(
+        allow_null=True, help_text="both directions over the latest sample; null unless running"
+    )
     run = RunSerializer()
 
 

@@ -190,7 +190,8 @@ class HistoryView(APIView):
 
 
 class InterfacesView(APIView):
-    """Every interface with samples: its host, data span, and its sampler's state."""
+    """Every interface with samples, the host total first: its host, data span, current rates
+    and its sampler's state."""
 
     @extend_schema(responses={200: InterfaceSerializer(many=True), 503: ERRORS[503]})
     def get(self, request: Request) -> Response:

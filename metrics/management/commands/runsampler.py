@@ -178,6 +178,10 @@ def log_choice(selection: Selection, links: dict) -> None:
         selection.describe(),
         ", ".join(choice.chosen) or "none yet: waiting for one",
     )
+    for name, pattern in choice.despite_exclude.items():
+        log.info(
+            "counting %s although --exclude '%s' matches it: --iface asks for it", name, pattern
+        )
     for name, reason in sorted(choice.skipped.items()):
         log.info("not counting %s: %s", name, reason)
 
