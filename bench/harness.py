@@ -5,6 +5,9 @@
         ...                                 # its programs are attached, its first sample is in
         run = sampler.stop()                # SIGTERM; raises BenchError unless it exited 0
 
+bench_pairs(n) makes n more pairs; SamplerProcess.start takes several names comma-separated
+(`--iface a,b`), and then speaks of its host total.
+
 Everything here runs as root from a checkout; the scripts put the repo root on sys.path.
 """
 
@@ -23,12 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from metrics.selection import HOST_TOTAL, Selection
 from tests.netns import VethPair, veth_pair
 from tests.processes import Managed, ProcessFailed, migrated_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-# Not the tests' 10.213.77.0/30: a bench and the test suite can run side by side.
-BENCH_SUBNET = "10.213.88"
+# Below the tests' 10.213-10.255 (10.{213 + index}.{pid % 200}): a bench and the test suite can
+# run side by side. bench_pairs() numbers on from here.
+BENCH_SUBNET = "10.100.0"
+MAX_PAIRS = 250  # bench_pairs: 10.100.1 .. 10.101.50; the kernel side counts 256 at once
 
 T = TypeVar("T")
 
@@ -88,6 +94,19 @@ def bench_pair() -> contextlib.AbstractContextManager[VethPair]:
 
 
 @contextlib.contextmanager
+def bench_pairs(count: int) -> Iterator[list[VethPair]]:
+    """`count` more pairs (indexes 1..count: host ends nmh<pid>x<index>), a subnet each after
+    BENCH_SUBNET; all removed on exit. veth_pair takes about 30 ms a pair here: no batching."""
+    if not 1 <= count <= MAX_PAIRS:
+        raise BenchError(f"at most {MAX_PAIRS} pairs")
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(veth_pair(subnet=f"10.{100 + i // 200}.{i % 200}", index=i))
+            for i in range(1, count + 1)
+        ]
+
+
+@contextlib.contextmanager
 def scratch_env() -> Iterator[dict[str, str]]:
     """A child environment whose NETMETRICS_DB is a freshly migrated temporary SQLite file."""
     with tempfile.TemporaryDirectory(prefix="netmetrics-bench-") as tmp:
@@ -96,30 +115,38 @@ def scratch_env() -> Iterator[dict[str, str]]:
 
 @dataclass
 class SamplerProcess:
-    """`manage.py runsampler` on one interface, started and known to be sampling."""
+    """`manage.py runsampler` on interfaces, started and known to be sampling."""
 
     managed: Managed
     env: dict[str, str]
     mode: str  # the mode it got: native (XDP) or skb (TC ingress)
+    speaking: str  # the run stop() returns: the host total's with several names, else the one
 
     @classmethod
     def start(
         cls, env: dict[str, str], iface: str, log: Path, *extra: str, timeout: float = 90
     ) -> SamplerProcess:
-        """Start it and return once its first sample is written (BCC's compile is behind us)."""
+        """Start it on `iface` (names, comma-separated) and return once its first sample is
+        written (BCC's compile is behind us; with several names, every interface is attached)."""
+        several = Selection.parse(iface, False, None).several
+        speaking = HOST_TOTAL if several else iface
         managed = Managed(env, log, "runsampler", "--iface", iface, *extra)
         try:
 
             def first_sample() -> str:
                 managed.ensure_running()
-                run = cls._run_row(env, managed.pid, "mode", "last_sample_id")
-                return run["mode"] if run and run["last_sample_id"] is not None else ""
+                run = cls._run_row(env, managed.pid, speaking, "last_sample_id")
+                if not run or run["last_sample_id"] is None:
+                    return ""
+                # The total's mode is "host": take the interfaces' (the last one attached).
+                attached = cls._run_row(env, managed.pid, None, "mode")
+                return attached["mode"] if attached else ""
 
             mode = wait_for(first_sample, timeout, "the sampler's first sample")
         except BaseException:
             managed.stop()
             raise
-        return cls(managed, env, mode)
+        return cls(managed, env, mode, speaking)
 
     @property
     def pid(self) -> int:
@@ -131,18 +158,23 @@ class SamplerProcess:
         if code != 0:
             raise BenchError(f"runsampler exited {code} on SIGTERM: {self.managed.output()[-800:]}")
         totals = [f"{d}_total_{u}" for d in ("rx", "tx") for u in ("packets", "bytes")]
-        run = self._run_row(self.env, self.pid, "stopped_at", "rx_udp_packets", *totals)
+        columns = ("stopped_at", "rx_udp_packets", *totals)
+        run = self._run_row(self.env, self.pid, self.speaking, *columns)
         if run is None or run["stopped_at"] is None:
             raise BenchError("runsampler exited 0 but did not mark its run stopped")
         return run
 
     @staticmethod
-    def _run_row(env: dict[str, str], pid: int, *columns: str) -> dict[str, Any] | None:
+    def _run_row(
+        env: dict[str, str], pid: int, interface: str | None, *columns: str
+    ) -> dict[str, Any] | None:
+        """The pid's last run of `interface` (None: of any interface but the total)."""
+        where = "interface = ?" if interface else "interface != ?"
         with contextlib.closing(sqlite3.connect(env["NETMETRICS_DB"], timeout=5)) as db:
             row = db.execute(
-                f"SELECT {', '.join(columns)} FROM metrics_samplerrun WHERE pid = ? "
+                f"SELECT {', '.join(columns)} FROM metrics_samplerrun WHERE pid = ? AND {where} "
                 "ORDER BY id DESC LIMIT 1",
-                (pid,),
+                (pid, interface or HOST_TOTAL),
             ).fetchone()
         return dict(zip(columns, row, strict=True)) if row else None
 

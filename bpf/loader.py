@@ -186,7 +186,8 @@ class TrafficCounter(attach.Attachable):
         if self._program is None:
             return {}
         counters = self._program.read()
-        health = self._health.read() if self._health else {}
+        received = sum(c["rx_tcp_packets"] for c in counters.values())
+        health = self._health.read(received) if self._health else {}
         flows = self._program.flows
         no_counters, no_health = dict.fromkeys(COUNTER_NAMES, 0), dict.fromkeys(HEALTH_NAMES, 0)
         counts = {}

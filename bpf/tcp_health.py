@@ -108,6 +108,7 @@ class TcpHealth(Attachable):
         self._addresses_at = 0.0  # time.monotonic() of the last address refresh
         self._rtt: dict[int, list[int]] = {}  # by ifindex, cumulative since watch
         self._segs_in: dict[int, int] = {}  # by socket cookie, as the last read saw them
+        self._received: int | None = None  # the watched interfaces' TCP segments, at that read
 
     def attach(self) -> None:
         """Compile once and attach the tracepoint (counting nothing until an interface is
@@ -171,10 +172,17 @@ class TcpHealth(Attachable):
         self._addresses = current
         self._addresses_at = time.monotonic()
 
-    def read(self) -> dict[int, dict[str, int]]:
+    def read(self, received: int | None = None) -> dict[int, dict[str, int]]:
         """Cumulative counts since each watched interface's watch(), keyed by HEALTH_NAMES, by
         ifindex; while attached, the RTT of each connection that received anything since the
-        last read is counted now, once, for its interface."""
+        last read is counted now, once, for its interface.
+
+        `received`, the TCP segments the watched interfaces have received so far (their
+        rx_tcp_packets), spares listing the connections when it has not moved since the last
+        listing: then none of them received anything through a watched interface. (A watched
+        address reached through an interface not watched, the weak host model, has its RTT
+        counted only when a watched interface's TCP moves too.)
+        """
         if self._retransmits is None:
             return {}
         if self._attached and self._watched:
@@ -184,7 +192,9 @@ class TcpHealth(Attachable):
                 except PreflightError as exc:  # `ip` failed: keep counting what is known
                     log.warning("%s", exc)
                     self._addresses_at = time.monotonic()
-            self._poll_rtt()
+            if received is None or received != self._received:
+                self._poll_rtt()
+                self._received = received
         retransmits = self._retransmits.read()
         return {
             ifindex: dict(zip(HEALTH_NAMES, [retransmits.get(ifindex, [0])[0], *rtt], strict=True))

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.views.generic import TemplateView
 
 from bpf.classes import APP_PROTOCOLS, CLASS_LABELS, CLASSES, DEFAULT_APP_PORTS
-from metrics.models import SamplerRun
+from metrics.models import HOST_TOTAL, SamplerRun
 
 # The classes that split every frame by what it carries: TCP, UDP, ICMP, or none of them.
 TRANSPORT_CLASSES: tuple[str, ...] = ("tcp", "udp", "icmp", "other")
@@ -51,6 +51,7 @@ def dashboard_rules() -> dict[str, Any]:
         "app": list(APP_PROTOCOLS),
         "app_ports": ports,
         "live_intervals": SamplerRun.LIVE_INTERVALS,
+        "host_total": HOST_TOTAL,
     }
 
 

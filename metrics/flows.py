@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import add, sub
@@ -117,28 +117,27 @@ class FlowTracker:
             rows.append(row)
         return rows
 
-    def save(self, timestamp: datetime, final: bool = False) -> list[datetime]:
-        """Write the live table, and the minutes before timestamp's (all of them when final).
-
-        Returns the minutes written: the caller forgets them once the transaction commits.
-        """
-        LiveFlows.objects.update_or_create(
+    def live(self, timestamp: datetime) -> LiveFlows:
+        """The run's live table as of timestamp, unsaved: save() writes every run's at once."""
+        return LiveFlows(
             run=self.run,
-            defaults={
-                "timestamp": timestamp,
-                "seconds": sum(i.elapsed for i in self.recent),
-                "dropped": sum(i.dropped for i in self.recent),
-                "flows": self.live_rows(),
-            },
+            timestamp=timestamp,
+            seconds=sum(i.elapsed for i in self.recent),
+            dropped=sum(i.dropped for i in self.recent),
+            flows=self.live_rows(),
         )
+
+    def finished(self, timestamp: datetime, final: bool) -> list[datetime]:
+        """The minutes before timestamp's (all of them when final): those to write now."""
         current = MinuteRollup.bucket_start(timestamp)
-        done = [minute for minute in self.minutes if final or minute < current]
-        FlowMinute.objects.bulk_create(
+        return [minute for minute in self.minutes if final or minute < current]
+
+    def minute_rows(self, minutes: Iterable[datetime]) -> list[FlowMinute]:
+        return [
             FlowMinute(interface=self.run.interface, start=minute, **fields)
-            for minute in done
+            for minute in minutes
             for fields in self.minute_top(self.minutes[minute])
-        )
-        return done
+        ]
 
     def forget(self, minutes: Iterable[datetime]) -> None:
         for minute in minutes:
@@ -150,3 +149,22 @@ class FlowTracker:
         by_packets = heapq.nlargest(self.top, sums, key=lambda key: sums[key].packets)
         keys = dict.fromkeys(by_bytes + by_packets)
         return [_fields(key, sums[key]) for key in keys]
+
+
+def save(
+    trackers: Sequence[tuple[FlowTracker, bool]], timestamp: datetime
+) -> list[tuple[FlowTracker, list[datetime]]]:
+    """Write the trackers' live tables and finished minutes (every minute kept, for a tracker
+    marked final), one statement each whatever the number of runs; the minutes written, by
+    tracker: forget them once the transaction commits."""
+    LiveFlows.objects.bulk_create(
+        [tracker.live(timestamp) for tracker, _ in trackers],
+        update_conflicts=True,
+        unique_fields=["run"],
+        update_fields=["timestamp", "seconds", "dropped", "flows"],
+    )
+    written = [(tracker, tracker.finished(timestamp, final)) for tracker, final in trackers]
+    FlowMinute.objects.bulk_create(
+        [row for tracker, minutes in written for row in tracker.minute_rows(minutes)]
+    )
+    return written

@@ -14,7 +14,8 @@ each minute, LiveFlows the last 40 seconds of each run for the dashboard's top-t
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ from django.db.models.functions import RowNumber
 
 from bpf.classes import ALL_COUNTER_NAMES, DIRECTIONS
 from metrics import rates, tiers
+from metrics.batch import insert_rows, update_rows
+from metrics.selection import HOST_TOTAL
 
 if TYPE_CHECKING:  # the columns that the add_to_class loops below add: counter_attributes.py
     from metrics.counter_attributes import CounterAttributes, PeakAttributes
@@ -55,10 +58,6 @@ def this_host() -> str:
     return socket.gethostname()
 
 
-# The host total's interface name (`?iface=all`): the kernel refuses it as an interface's name.
-HOST_TOTAL = "all"
-
-
 # Which run speaks for an interface: the one with the newest sample. A run whose samples all
 # expired (last_sample then null) comes after those with one, the newest started first. Among
 # runs of one sampler's tick (one timestamp), the host total first: it is what an answer for no
@@ -71,7 +70,56 @@ _NEWEST_SAMPLE_FIRST = (
 )
 
 
+@dataclass(frozen=True)
+class Recording:
+    """One run's part of a tick: the kernel's cumulative counters now, the real seconds since
+    its last sample, and for the host total the interfaces those counters sum."""
+
+    run: SamplerRun
+    counters: Mapping[str, int]
+    elapsed: float
+    members: list[str] | None = None
+
+
 class SamplerRunQuerySet(models.QuerySet):
+    def record(self, recordings: Sequence[Recording], timestamp: datetime) -> list[Sample]:
+        """Store each run's interval since its last recorded sample, from the kernel's
+        cumulative counters: the samples, their rollups and the runs' new totals, in a few
+        statements whatever the number of runs (metrics/batch.py says why).
+
+        The delta is taken against each run's own cumulative columns, which change only when
+        the write succeeds: after a failed write (database locked, disk full) the next call
+        covers the whole gap, so no count is lost or counted twice.
+        """
+        samples = [
+            Sample(
+                run=rec.run,
+                interface=rec.run.interface,
+                start=timestamp - timedelta(seconds=rec.elapsed),
+                timestamp=timestamp,
+                elapsed=rec.elapsed,
+                **{name: rec.counters[name] - getattr(rec.run, name) for name in ALL_COUNTER_NAMES},
+            )
+            for rec in recordings
+        ]
+        runs = [rec.run for rec in recordings]
+        before = [{name: getattr(run, name) for name in SamplerRun.RECORDED_FIELDS} for run in runs]
+        try:
+            # No savepoint inside the sampler's own transaction: a failure rolls all of it back.
+            with transaction.atomic(savepoint=False):
+                insert_rows(Sample, samples)
+                for tier in tiers.ROLLUPS:
+                    tier.rollup_model.objects.add(samples)
+                for rec, sample in zip(recordings, samples, strict=True):
+                    rec.run._count(rec, sample)
+                update_rows(SamplerRun, runs, SamplerRun.RECORDED_FIELDS)
+        except BaseException:
+            for run, fields in zip(runs, before, strict=True):
+                for name, value in fields.items():
+                    setattr(run, name, value)
+            raise
+        return samples
+
     def speaking(self) -> SamplerRunQuerySet:
         """Per interface, the run that speaks for it, newest sample first: the one rule by
         which realtime, summaries, flows, /api/interfaces, /metrics and the live feed pick the
@@ -193,41 +241,22 @@ class SamplerRun(CounterColumns):
         elapsed: float,
         members: list[str] | None = None,
     ) -> Sample:
-        """Store the interval since the last recorded sample, from the kernel's cumulative counters
-        (the host total's: with the `members` they sum).
-
-        The delta is taken against this run's own cumulative columns, which change only when the
-        write commits: after a failed write (database locked, disk full) the next call covers the
-        whole gap, so no count is lost or counted twice.
-        """
-        delta = {name: counters[name] - getattr(self, name) for name in ALL_COUNTER_NAMES}
-        # No savepoint inside the sampler's own transaction: a failure rolls all of it back.
-        with transaction.atomic(savepoint=False):
-            sample = Sample.objects.create(
-                run=self,
-                interface=self.interface,
-                start=timestamp - timedelta(seconds=elapsed),
-                timestamp=timestamp,
-                elapsed=elapsed,
-                **delta,
-            )
-            for tier in tiers.ROLLUPS:
-                tier.rollup_model.objects.add(sample)
-            changes = {
-                **{name: counters[name] for name in ALL_COUNTER_NAMES},
-                "last_sample": sample,
-                "measured_seconds": self.measured_seconds + elapsed,
-                "peak_bandwidth_bps": max(
-                    self.peak_bandwidth_bps,
-                    rates.rate(delta, DIRECTIONS, "total", "bytes", elapsed),
-                ),
-            }
-            if members is not None:
-                changes["members"] = members
-            SamplerRun.objects.filter(pk=self.pk).update(**changes)
-        for name, value in changes.items():
-            setattr(self, name, value)
+        """Store the interval since the last recorded sample (see SamplerRunQuerySet.record)."""
+        [sample] = SamplerRun.objects.record(
+            [Recording(self, counters, elapsed, members)], timestamp
+        )
         return sample
+
+    def _count(self, rec: Recording, sample: Sample) -> None:
+        """Take in a recorded sample: the cumulative counters, its time and its peak."""
+        for name in ALL_COUNTER_NAMES:
+            setattr(self, name, rec.counters[name])
+        self.last_sample = sample
+        self.measured_seconds += rec.elapsed
+        peak = rates.rate(sample.counters(), DIRECTIONS, "total", "bytes", rec.elapsed)
+        self.peak_bandwidth_bps = max(self.peak_bandwidth_bps, peak)
+        if rec.members is not None:
+            self.members = rec.members
 
     def stop(self, stopped_at: datetime) -> None:
         self.stopped_at = stopped_at
@@ -276,21 +305,30 @@ def peak_values(counters: Mapping[str, int], elapsed: float) -> dict[str, float]
 
 
 class RollupQuerySet(models.QuerySet["Rollup"]):
-    def add(self, sample: Sample) -> None:
-        """Add a sample to its bucket in the database, creating the bucket if needed.
+    def add(self, samples: Sequence[Sample]) -> None:
+        """Add samples to their buckets in the database, creating buckets as needed.
 
-        Read, add in Python (Rollup.add, as bulk fills do), write back: the row is locked for
-        the caller's transaction (SELECT ... FOR UPDATE where the database has it; SQLite's
-        write transaction holds the whole database). An UPDATE of 90 `col = col + x` and
-        GREATEST expressions instead cost the ORM about 4 ms of CPU to build, twice a tick.
+        Read the buckets in one query, add in Python (Rollup.add, as bulk fills do), write
+        back in one INSERT of the new ones and one prepared UPDATE of the others. The rows are
+        locked for the caller's transaction (SELECT ... FOR UPDATE where the database has it;
+        SQLite's write transaction holds the whole database). An UPDATE of 90 `col = col + x`
+        and GREATEST expressions instead cost the ORM about 4 ms of CPU to build, per bucket.
         """
-        start = self.model.bucket_start(sample.start)
-        bucket: Rollup | None
-        bucket = self.select_for_update().filter(interface=sample.interface, start=start).first()
-        if bucket is None:
-            bucket = self.model(interface=sample.interface, start=start)
-        bucket.add(sample)
-        bucket.save()
+        wanted = {(sample.interface, self.model.bucket_start(sample.start)) for sample in samples}
+        rows = self.select_for_update().filter(
+            interface__in={interface for interface, _ in wanted},
+            start__in={start for _, start in wanted},
+        )
+        found = {(b.interface, b.start): b for b in rows if (b.interface, b.start) in wanted}
+        new: dict[tuple[str, datetime], Rollup] = {}
+        for sample in samples:
+            key = (sample.interface, self.model.bucket_start(sample.start))
+            bucket = found.get(key) or new.get(key)
+            if bucket is None:
+                bucket = new[key] = self.model(interface=key[0], start=key[1])
+            bucket.add(sample)
+        insert_rows(self.model, list(new.values()))
+        update_rows(self.model, list(found.values()), self.model.SUMMED_FIELDS)
 
 
 class Rollup(CounterColumns, PeakAttributes):
@@ -304,6 +342,9 @@ class Rollup(CounterColumns, PeakAttributes):
     samples = models.IntegerField(default=0)
 
     objects = RollupQuerySet.as_manager()
+
+    # What Rollup.add changes: the sums and the peaks (below, added by a loop).
+    SUMMED_FIELDS = (*ALL_COUNTER_NAMES, "seconds", "samples", *(column for column, _, _ in PEAKS))
 
     class Meta:
         abstract = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,7 +16,8 @@ from django.utils import timezone
 from bpf.classes import ALL_COUNTER_NAMES
 from bpf.flows import FlowCounts
 from metrics.flows import FlowTracker, merged
-from metrics.models import Sample, SamplerRun
+from metrics.flows import save as save_flows
+from metrics.models import Recording, Sample, SamplerRun
 from metrics.rates import bandwidth_bps
 from metrics.retention import prune
 
@@ -52,7 +54,10 @@ class Sampler:
     same transaction; what a failed write did not store stays in memory.
     """
 
-    PRUNE_EVERY = 10  # ticks; each prune deletes at most a batch per tier and interface
+    # Each interface is pruned at most every PRUNE_EVERY ticks, one interface a tick: with 50
+    # of them, pruning all in one tick took longer than the tick. Each prune deletes at most
+    # a batch per tier.
+    PRUNE_EVERY = 10
 
     def __init__(
         self,
@@ -70,6 +75,7 @@ class Sampler:
         self.total = None if total is None else self._watched(total, started)
         self.failed_writes = 0
         self.ticks = 0
+        self._to_prune: deque[str] = deque()
 
     def _watched(self, run: SamplerRun, started: float | None) -> Watched:
         started = time.monotonic() if started is None else started
@@ -125,15 +131,20 @@ class Sampler:
             )
             for watched, _, _ in writes
         ]
-        samples, minutes = [], []
+        recordings = [
+            Recording(
+                watched.run,
+                counts,
+                now - watched.last_written,
+                members if watched is self.total else None,
+            )
+            for watched, counts, _ in writes
+        ]
+        trackers = [(w.flows, last) for w, _, last in writes if w.flows is not None]
         try:
             with transaction.atomic():
-                for watched, counts, last in writes:
-                    elapsed = now - watched.last_written
-                    run_members = members if watched is self.total else None
-                    samples.append(watched.run.record(counts, timestamp, elapsed, run_members))
-                    if watched.flows is not None:
-                        minutes.append((watched.flows, watched.flows.save(timestamp, last)))
+                samples = SamplerRun.objects.record(recordings, timestamp)
+                minutes = save_flows(trackers, timestamp) if trackers else []
                 for name in closing:
                     if name in self.watched:
                         self.watched[name].run.stop(timestamp)
@@ -155,8 +166,10 @@ class Sampler:
         for name in closing:
             self.watched.pop(name, None)
         self.ticks += 1
-        if self.ticks % self.PRUNE_EVERY == 0:
-            self.prune()
+        if not self._to_prune and self.ticks % self.PRUNE_EVERY == 0:
+            self._to_prune.extend(run.interface for run in self._runs())
+        if self._to_prune:
+            self.prune(self._to_prune.popleft())
         return samples
 
     def _total(
@@ -173,15 +186,15 @@ class Sampler:
             for field in ALL_COUNTER_NAMES
         }
 
-    def prune(self) -> None:
+    def _runs(self) -> list[SamplerRun]:
         runs = [w.run for w in self.watched.values()]
-        if self.total is not None:
-            runs.append(self.total.run)
-        for run in runs:
-            try:
-                prune(run.interface, timezone.now())
-            except DatabaseError as exc:  # retention can wait for the next round
-                log.warning("%s: pruning old rows failed (%s)", run.interface, exc)
+        return runs if self.total is None else [*runs, self.total.run]
+
+    def prune(self, interface: str) -> None:
+        try:
+            prune(interface, timezone.now())
+        except DatabaseError as exc:  # retention can wait for the next round
+            log.warning("%s: pruning old rows failed (%s)", interface, exc)
 
     def flush(
         self, closing: Collection[str] | None = None, attempts: int = 5, pause: float = 1.0

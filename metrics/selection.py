@@ -35,6 +35,8 @@ DEFAULT_EXCLUDE = (
     "tap*",
 )
 IFNAMSIZ = 16  # a name has at most IFNAMSIZ - 1 = 15 characters
+# The host total's interface name (`?iface=all`): the kernel refuses it as an interface's name.
+HOST_TOTAL = "all"
 PATTERN_CHARS = "*?["
 
 
@@ -155,7 +157,7 @@ def _check(entry: str) -> None:
             f"'{entry}' is not a valid interface name: names have no '/', ':' or whitespace "
             "and are not '.' or '..' (ip -br link lists them)"
         )
-    if entry == "all":
+    if entry == HOST_TOTAL:
         raise SelectionError(
             "'all' is not an interface: the kernel refuses the name and netmetrics uses it "
             "for the host total; use --all"

@@ -51,13 +51,13 @@ runs, totals = {}, {}
 
 
 # A sample, and with flows the run's live top-talkers table, in one transaction as the sampler
-# writes them.
-def write(key, delta, when, elapsed, flows=None):
+# writes them; the host total's with the interfaces it sums.
+def write(key, delta, when, elapsed, flows=None, members=None):
     cumulative = totals[key]
     for name, value in delta.items():
         cumulative[name] += value
     with transaction.atomic():
-        runs[key].record(cumulative, when, elapsed)
+        runs[key].record(cumulative, when, elapsed, members=members)
         if flows is not None:
             LiveFlows.objects.update_or_create(
                 run=runs[key], defaults={"timestamp": when, "seconds": 40.0, **flows}
@@ -101,7 +101,7 @@ for line in sys.stdin:
             totals[key] = {name: 0 for name in ALL_COUNTER_NAMES}
         elif op == "add":
             write(cmd["key"], cmd["delta"], now - timedelta(seconds=cmd.get("ago", 0)),
-                  cmd.get("elapsed", 1.0), cmd.get("flows"))
+                  cmd.get("elapsed", 1.0), cmd.get("flows"), cmd.get("members"))
         elif op == "seed":
             every, elapsed = cmd["every"], cmd.get("elapsed", cmd["every"])
             ago = cmd["from_ago"]
@@ -394,11 +394,13 @@ class Page:
         self.context.close()
 
 
-@pytest.fixture
-def open_page(browser, world) -> Iterator[Any]:
+@contextmanager
+def pages_on(browser, world: dict[str, Any], default: str) -> Iterator[Callable[..., Page]]:
+    """Opens pages of world's site (default: the path opened without one); at the end, closes
+    them and fails on any JavaScript error they logged."""
     pages: list[Page] = []
 
-    def opener(path: str = "/?iface=eth0", **context: Any) -> Page:
+    def opener(path: str = default, **context: Any) -> Page:
         page = Page(browser, world["site"].url + path, **context)
         pages.append(page)
         return page
@@ -408,6 +410,12 @@ def open_page(browser, world) -> Iterator[Any]:
     for page in pages:
         page.close()
     assert errors == [], "JavaScript errors in the browser console"
+
+
+@pytest.fixture
+def open_page(browser, world) -> Iterator[Any]:
+    with pages_on(browser, world, "/?iface=eth0") as opener:
+        yield opener
 
 
 def live(page) -> None:
@@ -787,3 +795,120 @@ def test_a_5_s_run_is_stale_only_after_3_intervals_without_a_sample(slow_world, 
     finally:
         view.close()
     assert view.errors == [], "JavaScript errors in the browser console"
+
+
+# One sampler counting br0 and eth0, and their host total, at one sample a minute: its runs stay
+# "running" for 3 minutes, long enough to read their rates. The rates are exact: bytes * 8 / 60.
+BR0_DELTA = {"rx_total_bytes": 5_000_000, "tx_total_bytes": 1_375_000}  # 850 kbit/s
+NIC_DELTA = {"rx_total_bytes": 24_600_000, "tx_total_bytes": 6_150_000}  # 4.10 Mbit/s
+TOTAL_DELTA = {k: BR0_DELTA[k] + NIC_DELTA[k] for k in BR0_DELTA}  # 4.95 Mbit/s
+BUSY_TOTAL_DELTA = {"rx_total_bytes": 80_000_000, "tx_total_bytes": 12_250_000}  # 12.3 Mbit/s
+# veth1 is a port of br0: counted in br0, so the total leaves it out.
+MEMBERS = ["br0", "eth0"]
+
+
+def seed_host_total(writer: Writer) -> None:
+    """The host total and the interfaces it sums, a stopped veth1 and a stale wlan0."""
+    writer("start", key="veth1", iface="veth1", interval=60.0, ago=600)
+    writer("add", key="veth1", delta=BR0_DELTA, ago=300, elapsed=60.0)
+    writer("stop", key="veth1", ago=240)
+    writer("start", key="wlan0", iface="wlan0", ago=120)  # a 1 s sampler, silent for 30 s
+    writer("add", key="wlan0", delta=ETH1_DELTA, ago=30)
+    for key, delta in (("br0", BR0_DELTA), ("eth0", NIC_DELTA)):
+        writer("start", key=key, iface=key, interval=60.0, ago=120)
+        writer("add", key=key, delta=delta, ago=1, elapsed=60.0)
+    # The total's sample last: it is the newest, so a page without ?iface shows it.
+    writer("start", key="all", iface="all", mode="host", interval=60.0, ago=120)
+    writer("add", key="all", delta=TOTAL_DELTA, elapsed=60.0, members=MEMBERS)
+
+
+@pytest.fixture(scope="module")
+def host_world(requires_browser, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """A server of its own with a host total among its runs."""
+    with served(tmp_path_factory.mktemp("browser-host"), seed_host_total) as world:
+        yield world
+
+
+@pytest.fixture
+def open_host_page(browser, host_world) -> Iterator[Any]:
+    with pages_on(browser, host_world, "/") as opener:
+        yield opener
+
+
+OPTIONS = "s => [...s.options].map((o) => [o.value, o.textContent, o.title])"
+HOST_OPTIONS = [
+    ["all", "all (host total) · 4.95 Mbit/s", "sums br0, eth0"],
+    ["br0", "br0 · 850 kbit/s", ""],
+    ["eth0", "eth0 · 4.10 Mbit/s", ""],
+    ["veth1", "veth1 (stopped)", ""],
+    ["wlan0", "wlan0 (stale)", ""],
+]
+
+
+def wait_for_options(page, want: list[list[str]], timeout: float = 10_000) -> None:
+    page.wait_for_function(
+        f"(want) => JSON.stringify(({OPTIONS})(document.getElementById('iface-select')))"
+        " === JSON.stringify(want)",
+        arg=want,
+        timeout=timeout,
+    )
+
+
+def test_the_selector_lists_the_host_total_first_with_each_interfaces_rate(
+    open_host_page,
+) -> None:
+    page = open_host_page(viewport={"width": 390, "height": 844}).page
+    live(page)
+    page.wait_for_selector("#iface-select", state="visible")
+    # The total, then the interfaces by name; a rate for each running sampler, the status of the
+    # others; the total's tooltip names what it sums.
+    wait_for_options(page, HOST_OPTIONS)
+    assert page.eval_on_selector("#iface-select", OPTIONS) == HOST_OPTIONS
+    # Without ?iface the page shows the newest sample's: the host total's, said as such.
+    assert page.eval_on_selector("#iface-select", "s => s.value") == "all"
+    assert page.get_attribute("#iface-name", "data-iface") == "all"
+    assert page.text_content("#iface-name") == "all interfaces (host total)"
+    assert page.get_attribute("#iface-name", "title") == "sums br0, eth0"
+    assert page.text_content("#sampler-mode") == "sum of interfaces"
+    assert page.get_attribute("#card-bandwidth .value", "data-value") == str(4_950_000)
+    # The longer labels fit a phone's width.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+
+    # An interface is said by its name alone.
+    page.select_option("#iface-select", "eth0")
+    page.wait_for_function("() => document.getElementById('iface-name').textContent === 'eth0'")
+    assert page.get_attribute("#iface-name", "data-iface") == "eth0"
+    assert page.get_attribute("#iface-name", "title") == "Interface"
+    assert page.eval_on_selector("#iface-select", OPTIONS) == HOST_OPTIONS
+
+
+def test_the_current_entrys_rate_follows_the_live_samples(host_world, open_host_page) -> None:
+    """The entry on screen takes its rate from each live message, not the 5 s poll: with
+    /api/interfaces held at its old answer, a new sample relabels it within 2 s, in place."""
+    page = open_host_page().page
+    live(page)
+    wait_for_options(page, HOST_OPTIONS)
+    page.evaluate(
+        "() => { window.totalOption = document.getElementById('iface-select').options[0]; }"
+    )
+    old = page.request.get(host_world["site"].url + "/api/interfaces")
+    assert old.status == 200
+    body = old.text()
+    page.route(
+        "**/api/interfaces",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=body),
+    )
+    writer = host_world["writer"]
+    writer("add", key="all", delta=BUSY_TOTAL_DELTA, elapsed=60.0, members=MEMBERS)
+    busy = [["all", "all (host total) · 12.3 Mbit/s", "sums br0, eth0"], *HOST_OPTIONS[1:]]
+    wait_for_options(page, busy, timeout=2_000)
+    # The same option, still selected: only its label changed.
+    assert page.evaluate(
+        "() => document.getElementById('iface-select').options[0] === window.totalOption"
+    )
+    assert page.eval_on_selector("#iface-select", "s => s.value") == "all"
+    assert page.get_attribute("#card-bandwidth .value", "data-value") == str(12_300_000)
+
+    # Back to the seeded rate, for the other tests of this server.
+    writer("add", key="all", delta=TOTAL_DELTA, elapsed=60.0, members=MEMBERS)
+    wait_for_options(page, HOST_OPTIONS, timeout=2_000)

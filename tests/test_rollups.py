@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
-from metrics.models import FlowMinute, HourRollup, MinuteRollup, Sample
+from metrics.models import FlowMinute, HourRollup, MinuteRollup, Recording, Sample, SamplerRun
 from metrics.retention import prune
 from tests.samples import at, counters, start_run
 
@@ -53,6 +53,37 @@ def test_sampler_writes_keep_minute_and_hour_buckets_current() -> None:
     assert hour.rx_total_bytes == first.rx_total_bytes + second.rx_total_bytes
     assert hour.rx_tcp_bytes == hour.rx_total_bytes
     assert hour.peak_bandwidth_bps == (1000 + 10) * 8
+
+
+def test_one_batch_records_several_runs_into_new_and_existing_buckets(
+    django_assert_num_queries,
+) -> None:
+    """What one tick writes for several interfaces: a sample each, their own buckets (one of
+    them already there, one new), their runs' totals, in a fixed number of statements."""
+    runs = [start_run(name) for name in ("eth0", "eth1", "eth2")]
+    runs[0].record(counters(rx_total_bytes=50, rx_total_packets=1), at(30), 1.0)  # bucket exists
+    tick = [
+        Recording(
+            run, counters(rx_total_bytes=run.rx_total_bytes + 100 * n, rx_total_packets=n), 2.0
+        )
+        for n, run in enumerate(runs, start=1)
+    ]
+    # The samples; per tier a read, an insert and an update; the runs. Whatever their number.
+    with django_assert_num_queries(8):
+        samples = SamplerRun.objects.record(tick, at(40))
+    assert [s.rx_total_bytes for s in samples] == [100, 200, 300]
+    minutes = {m.interface: m for m in MinuteRollup.objects.filter(start=at(0))}
+    assert {k: (m.rx_total_bytes, m.samples, m.seconds) for k, m in minutes.items()} == {
+        "eth0": (150, 2, 3.0),
+        "eth1": (200, 1, 2.0),
+        "eth2": (300, 1, 2.0),
+    }
+    assert minutes["eth0"].rx_peak_bandwidth_bps == 50 * 8  # 50 B in 1 s beats 100 B in 2 s
+    fresh = {run.interface: run for run in SamplerRun.objects.all()}
+    for run, sample in zip(runs, samples, strict=True):
+        assert fresh[run.interface].last_sample == sample == run.last_sample
+        assert fresh[run.interface].rx_total_bytes == run.rx_total_bytes
+    assert fresh["eth0"].measured_seconds == 3.0 and fresh["eth2"].rx_total_packets == 3
 
 
 def test_rebuild_reproduces_what_the_sampler_wrote() -> None:

@@ -72,14 +72,15 @@ def test_a_failed_write_loses_nothing_and_counts_nothing_twice(clock, monkeypatc
     clock[0] = 101.0
     sampler.tick()
 
-    original = Sample.objects.create
-    monkeypatch.setattr(
-        Sample.objects, "create", lambda **kw: (_ for _ in ()).throw(OperationalError("locked"))
-    )
-    clock[0] = 102.0
-    assert sampler.tick() is None
+    def locked(*args: object) -> None:  # after the samples' insert: all of it rolls back
+        raise OperationalError("database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("metrics.models.update_rows", locked)
+        clock[0] = 102.0
+        assert sampler.tick() is None
     assert sampler.failed_writes == 1
-    monkeypatch.setattr(Sample.objects, "create", original)
+    assert (Sample.objects.count(), run.rx_total_packets) == (1, 10)
 
     clock[0] = 103.0
     sampler.tick()

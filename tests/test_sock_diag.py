@@ -14,6 +14,14 @@ LOOPBACK = {
 }
 
 
+SO_COOKIE = 57  # <asm-generic/socket.h>; the socket module does not name it
+
+
+def cookie(sock: socket.socket) -> int:
+    """The socket's cookie, as sock_diag reports it."""
+    return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8), "little")
+
+
 @pytest.mark.parametrize("family", LOOPBACK, ids=["ipv4", "ipv6"])
 def test_an_established_connection_is_listed_with_its_rtt(family) -> None:
     host, packed = LOOPBACK[family]
@@ -27,10 +35,12 @@ def test_an_established_connection_is_listed_with_its_rtt(family) -> None:
                 assert peer.recv(1) == b"x"
                 peer.sendall(b"k")
                 assert client.recv(1) == b"k"
-            mine = [c for c in tcp_connections() if c.local == packed]
-    # Both ends, each with an RTT sample (loopback round trips are well under 100 ms), and the
-    # handshake's and the exchange's segments received.
-    assert len({c.cookie for c in mine}) >= 2
+            cookies = {cookie(client), cookie(peer)}
+            mine = [c for c in tcp_connections() if c.cookie in cookies]
+    # Both ends (other processes' loopback connections left out), each with an RTT sample
+    # (loopback round trips are well under 100 ms), and the handshake's and the exchange's
+    # segments received.
+    assert {c.cookie for c in mine} == cookies and all(c.local == packed for c in mine), mine
     assert all(0 < c.rtt_us < 100_000 and c.segs_in >= 6 for c in mine), mine
 
 

@@ -165,6 +165,21 @@ def test_rtt_of_the_interfaces_connections_lands_in_plausible_buckets(pair, heal
     assert all(added[k] == 0 for k in range(len(added)) if k not in PLAUSIBLE_BUCKETS), added
 
 
+def test_connections_are_listed_only_when_tcp_was_received(health, monkeypatch) -> None:
+    """The sampler passes its interfaces' rx_tcp_packets: unmoved, no watched connection
+    received anything, and the ~2 ms walk of the kernel's TCP tables is skipped."""
+    listings: list[int] = []
+
+    def tcp_connections() -> list:
+        listings.append(1)
+        return []
+
+    monkeypatch.setattr("bpf.tcp_health.tcp_connections", tcp_connections)
+    for received in (5, 5, 5, 6, 6, 9):
+        health.health.read(received)
+    assert len(listings) == 3
+
+
 def test_an_address_added_later_counts_after_the_refresh(pair, health, monkeypatch) -> None:
     extra = pair.host_ip.rsplit(".", 1)[0] + ".5"  # outside the pair's /30
     sh("ip", "addr", "add", f"{extra}/32", "dev", pair.host_iface)

@@ -8,9 +8,13 @@
   const nm = (window.netmetrics = window.netmetrics || {});
   const fmt = nm.fmt;
   const {rules, getJson, describeError} = nm.api;
-  const MODES = {native: 'native XDP', skb: 'skb mode'};
+  const MODES = {native: 'native XDP', skb: 'skb mode', host: 'sum of interfaces'};
+  const HOST_TOTAL = rules.host_total; // the host total's name; /api/interfaces marks it `total`
   const SUMMARY_MS = 5000;
-  const INTERFACES_MS = 10000;
+  // The selector's labels show each interface's rate from /api/interfaces: at 10 s they were
+  // no longer current. The interface on screen gets its rate from every live message instead
+  // (labelOptions), so this period only bounds how old the other entries' rates are.
+  const INTERFACES_MS = 5000;
   const BACKOFF_MIN_MS = 1000;
   const BACKOFF_MAX_MS = 30000;
   const STABLE_MS = 5000; // a connection that lived this long without an error counts as a success
@@ -95,13 +99,28 @@
   }
 
   function showIface(name) {
-    $('iface-name').textContent = name || '—';
+    const el = $('iface-name');
+    el.dataset.iface = name || ''; // the name itself ("all"), whatever the heading says
+    el.textContent = !name ? '—' : isTotal(name) ? 'all interfaces (host total)' : name;
+    el.title = (name && membersHint(name)) || 'Interface';
     $('api-link').href = '/api/metrics/realtime' + (name ? '?iface=' + encodeURIComponent(name) : '');
     const select = $('iface-select');
     if (name && select.value !== name) select.value = name;
   }
 
-  const currentInfo = () => interfaces.find((i) => i.interface === (iface || (lastSample && lastSample.interface)));
+  const infoOf = (name) => interfaces.find((i) => i.interface === name);
+  const currentInfo = () => infoOf(iface || (lastSample && lastSample.interface));
+  // Until /api/interfaces answers, the name alone says it (the kernel refuses "all" as a name).
+  const isTotal = (name) => {
+    const info = infoOf(name);
+    return info ? Boolean(info.total) : name === HOST_TOTAL;
+  };
+  // The host total's tooltip: what its latest sample sums (bridge and bond ports whose master
+  // is counted are not among them, so not listed); '' for an interface.
+  const membersHint = (name) => {
+    const members = (infoOf(name) || {}).members;
+    return isTotal(name) && Array.isArray(members) && members.length ? 'sums ' + members.join(', ') : '';
+  };
 
   // Stale: nothing for as many of the run's intervals (/api/interfaces; 1 s until it answers)
   // as the server counts a run live for.
@@ -176,6 +195,7 @@
     body.dataset.tx = msg.tx == null ? 'off' : 'on';
     const name = typeof msg.interface === 'string' && msg.interface ? msg.interface : iface;
     showIface(name);
+    labelOptions(); // the current entry's rate, once a second
     fill($('cards'), msg);
     fill($('rx-tx-table'), msg);
     fill($('totals-table'), msg);
@@ -297,6 +317,46 @@
   });
 
   // ---------------------------------------------------------------- interfaces and selector
+  // Status and rate of one entry: /api/interfaces' (polled), except that a live sample newer
+  // than its poll's latest wins, so the entry on screen agrees with the cards every second.
+  function entryState(name) {
+    const info = infoOf(name);
+    const state = {status: info ? info.status : null, bps: info ? fmt.num(info.bandwidth_bps) : null};
+    if (lastSample && lastSample.interface === name) {
+      const live = fmt.parseTs(lastSample.timestamp);
+      const polled = info && fmt.parseTs(info.last_sample);
+      if (live && (!polled || live > polled)) {
+        state.status = lastSample.sampler_running ? 'running' : 'stale';
+        state.bps = fmt.num(lastSample.bandwidth_bps);
+      }
+    }
+    return state;
+  }
+
+  // "all (host total) · 12.3 Mbit/s", "eth0 · 4.10 Mbit/s", "veth1 (stopped)": the rate while
+  // the sampler runs, its status otherwise (an old rate would read as a current one).
+  function optionLabel(name) {
+    const {status, bps} = entryState(name);
+    const total = isTotal(name);
+    if (status && status !== 'running') {
+      return total ? `${name} (host total, ${status})` : `${name} (${status})`;
+    }
+    const label = total ? `${name} (host total)` : name;
+    return bps === null ? label : `${label} · ${fmt.bw(bps)}`;
+  }
+
+  // Labels change in place (textContent, only when they differ): the options, and so the
+  // selection and an open drop-down, stay as they are.
+  function labelOptions() {
+    for (const o of $('iface-select').options) {
+      const label = optionLabel(o.value);
+      const title = membersHint(o.value);
+      if (o.textContent !== label) o.textContent = label;
+      if (o.title !== title) o.title = title;
+    }
+  }
+
+  // The API's order: the host total first, then the interfaces by name.
   function renderInterfaces() {
     const select = $('iface-select');
     const names = interfaces.map((i) => i.interface);
@@ -311,11 +371,8 @@
         return o;
       }));
     }
-    for (const o of select.options) {
-      const info = interfaces.find((i) => i.interface === o.value);
-      o.textContent = info && info.status !== 'running' ? `${o.value} (${info.status})` : o.value;
-    }
-    if (current) select.value = current;
+    labelOptions();
+    showIface(current); // the heading's wording and tooltip may have waited for this answer
     $('iface-picker').hidden = names.length < 2;
     const info = currentInfo();
     if (info && info.run) nm.live.setInterval(info.run.interval);
@@ -325,6 +382,7 @@
   async function pollInterfaces() {
     clearTimeout(interfacesTimer);
     interfacesTimer = setTimeout(pollInterfaces, INTERFACES_MS);
+    if (document.hidden) return; // nobody reads the labels; visibilitychange polls on return
     const mine = ++interfacesSeq;
     interfacesAskedAt = Date.now();
     try {
