@@ -4,6 +4,7 @@ Preflight once, the database checked before the programs are built, the run writ
 are attached (with the mode they got), the loop until SIGTERM, and everything detached.
 """
 
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -139,3 +140,14 @@ def test_a_selection_error_is_one_line(fake) -> None:
     with pytest.raises(CommandError, match=r"^name interfaces with --iface"):
         call_command("runsampler")
     assert fake.log == []
+
+
+def test_a_pattern_that_matches_nothing_waits_for_a_match(fake, caplog) -> None:
+    """It says so in one line, attaches nothing, and samples on (the host total) until a link
+    event brings a match."""
+    caplog.set_level(logging.INFO, logger="netmetrics.sampler")
+    call_command("runsampler", "--iface", "eth*", "--interval", "0.1", "--no-flows")
+    assert "interfaces: 'eth*' chooses none yet: waiting for one" in caplog.messages
+    assert "not counting veth7: not selected" in caplog.messages
+    assert [entry for entry in fake.log if entry.startswith("add")] == []
+    assert list(SamplerRun.objects.values_list("interface", flat=True)) == [HOST_TOTAL]
