@@ -3,7 +3,7 @@ IFACE ?=
 PORT ?= 8000
 PYTHON := .venv/bin/python
 
-.PHONY: setup run test lint lock
+.PHONY: setup run test lint lock install uninstall
 
 setup:
 	@bash scripts/setup.sh
@@ -28,3 +28,10 @@ lock:
 	var/lockenv/bin/pip install -q -r var/direct.txt
 	var/lockenv/bin/pip freeze > requirements.lock
 	rm -rf var/lockenv var/direct.txt
+
+# The systemd services (README "Running as a service"); `make run` stays the way to try it.
+install:
+	@bash scripts/service.sh install
+
+uninstall:
+	@PURGE="$(PURGE)" bash scripts/service.sh uninstall

@@ -21,7 +21,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bpf import attach
+from bpf import attach, capabilities
 from bpf.classes import COUNTER_NAMES, DEFAULT_APP_PORTS, HEALTH_NAMES
 from bpf.errors import BCC_MISSING, PreflightError
 from bpf.flows import FlowCounts
@@ -44,10 +44,16 @@ MODES = ("auto", "native", "skb")
 _IFF_UP = 0x1
 
 
-def preflight() -> None:
+def preflight(tcp_health: bool = True) -> None:
     """Raise PreflightError if the sampler cannot run here; it checks, changing nothing."""
-    if os.geteuid() != 0:
-        raise PreflightError("netmetrics needs root to load eBPF programs: run it with sudo")
+    lacking = capabilities.missing(tcp_health)
+    if lacking:
+        why = capabilities.needed(tcp_health)
+        raise PreflightError(
+            "netmetrics needs root, or these capabilities that it lacks: "
+            + "; ".join(f"{name} {why[name][1]}" for name in lacking)
+            + ". Run it with sudo, or as the netmetrics-sampler service (sudo make install)"
+        )
     if importlib.util.find_spec("bcc") is None:
         raise PreflightError(BCC_MISSING)
     release = os.uname().release

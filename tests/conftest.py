@@ -47,6 +47,15 @@ def requires_root() -> None:
     _skip_unless_possible("root", reason)
 
 
+@pytest.fixture(scope="session")
+def requires_systemd() -> None:
+    """For tests of the units: systemd's tools (not systemd as PID 1)."""
+    missing = [tool for tool in ("systemd-analyze", "systemctl") if shutil.which(tool) is None]
+    _skip_unless_possible(
+        "systemd", f"{', '.join(missing)} missing (apt-get install systemd)" if missing else None
+    )
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 

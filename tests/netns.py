@@ -15,9 +15,17 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+UDP_PAYLOAD = 100
+UDP_FRAME = 14 + 20 + 8 + UDP_PAYLOAD  # Ethernet, IPv4 and UDP headers
+_SEND = (
+    "import socket, sys\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    f"for _ in range(int(sys.argv[2])): u.sendto(b'x' * {UDP_PAYLOAD}, (sys.argv[1], 9))"
+)
 
 
 def sh(*args: str, check: bool = True) -> str:
@@ -37,6 +45,11 @@ class VethPair:
 
     def in_namespace(self, *args: str) -> list[str]:
         return ["ip", "netns", "exec", self.namespace, *args]
+
+    def send_udp(self, count: int) -> None:
+        """`count` UDP datagrams of UDP_PAYLOAD bytes (UDP_FRAME on the wire) from the namespace
+        into the host end, to port 9 (nobody listens: the host's ICMP answers are its egress)."""
+        sh(*self.in_namespace(sys.executable, "-c", _SEND, self.host_ip, str(count)))
 
     def on_host(self, *args: str) -> list[str]:
         """A command line run where the host end is."""

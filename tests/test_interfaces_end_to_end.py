@@ -21,18 +21,11 @@ from pathlib import Path
 import pytest
 
 from metrics.models import HOST_TOTAL
-from tests.netns import VethPair, bridge, restore_neighbours, sh, veth_pair
+from tests.netns import UDP_FRAME, VethPair, bridge, restore_neighbours, sh, veth_pair
 from tests.processes import ROOT, Managed, db_rows, migrated_env, wait_for
 
-ETH, IP, UDP = 14, 20, 8
-PAYLOAD = 100
-FRAME = ETH + IP + UDP + PAYLOAD
+FRAME = UDP_FRAME
 SENT = {1: 11, 2: 23, 3: 37}  # datagrams into each pair's host end
-
-SEND = (
-    "import socket, sys\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-    f"for _ in range(int(sys.argv[2])): u.sendto(b'x' * {PAYLOAD}, (sys.argv[1], 9))"
-)
 
 API = textwrap.dedent(
     """
@@ -42,12 +35,6 @@ API = textwrap.dedent(
     print(json.dumps([client.get(path).json() for path in os.environ["PATHS"].split()]))
     """
 )
-
-
-def send(pair: VethPair, count: int) -> None:
-    """`count` UDP datagrams from the namespace into the host end (port 9: nobody listens; the
-    host's ICMP answers are its egress, not counted here)."""
-    sh(*pair.in_namespace(sys.executable, "-c", SEND, pair.host_ip, str(count)))
 
 
 def runs(env: dict[str, str], sampler: Managed) -> dict[str, tuple]:
@@ -109,7 +96,7 @@ def test_each_interface_exactly_and_the_total_their_sum(pairs, env, tmp_path) ->
     try:
         wait_for(lambda: len(runs(env, sampler)) == 4, 10, "a run per interface")
         for index, count in SENT.items():
-            send(pairs[index], count)
+            pairs[index].send_udp(count)
         expected = {pairs[i].host_iface: (n, n * FRAME) for i, n in SENT.items()}
         total = (sum(SENT.values()), sum(SENT.values()) * FRAME)
         wait_for(
@@ -152,7 +139,7 @@ def test_a_veth_made_later_is_counted_from_its_first_packet_and_closed_when_dele
         with veth_pair(index=4) as late:
             wait_for(lambda: late.host_iface in runs(env, sampler), 2, "the new veth's run")
             wait_for(lambda: "netmetrics_tc" in late.filters("egress"), 2, "its filters")
-            send(late, 17)
+            late.send_udp(17)
             wait_for(
                 lambda: runs(env, sampler)[late.host_iface][:2] == (17, 17 * FRAME),
                 5,
@@ -212,7 +199,7 @@ def test_a_bridge_is_counted_once_in_the_total_and_its_ports_on_their_own(
         try:
             wait_for(lambda: len(runs(env, sampler)) == 4, 10, "a run per interface")
             for port, count in zip(br.ports, sent.values(), strict=True):
-                send(port, count)
+                port.send_udp(count)
             both = sum(sent.values())
             expected = {
                 **{name: (count, count * FRAME) for name, count in sent.items()},
@@ -275,7 +262,7 @@ def test_a_renamed_or_restarted_interface_is_closed_and_opened_again(
                 wait_for(lambda: history() == [*runs, (name, 0, False)], 3, f"{name}'s run")
                 host = dataclasses.replace(pair, host_iface=name)
                 wait_for(lambda: "netmetrics_tc" in host.filters("egress"), 2, "its filters")
-                send(pair, 5)
+                pair.send_udp(5)
                 wait_for(lambda: history()[-1] == (name, 5, False), 5, f"{name}'s count")
 
             try:

@@ -82,7 +82,9 @@ def fake(monkeypatch, tmp_path) -> Iterator[type[FakeCounter]]:
     monkeypatch.setattr("bpf.iface_lock.LOCK_DIR", tmp_path)  # the host total's lock
     FakeCounter.refuse = None
     monkeypatch.setattr(f"{COMMAND}.TrafficCounter", FakeCounter)
-    monkeypatch.setattr(f"{COMMAND}.preflight", lambda: FakeCounter.log.append("preflight"))
+    monkeypatch.setattr(
+        f"{COMMAND}.preflight", lambda tcp_health: FakeCounter.log.append("preflight")
+    )
     monkeypatch.setattr(f"{COMMAND}.check_interface", lambda iface: None)
     monkeypatch.setattr(f"{COMMAND}.current_links", lambda: LINKS)
     monkeypatch.setattr("metrics.watcher.current_links", lambda: LINKS)

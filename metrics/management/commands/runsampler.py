@@ -112,7 +112,7 @@ class Command(BaseCommand):
             tcp_health=not options["no_tcp_health"],
         )
         try:
-            preflight()
+            preflight(tcp_health=not options["no_tcp_health"])
             if not selection.patterns and not selection.all:
                 for name in selection.names:  # names alone: each must be there, and up
                     check_interface(name)

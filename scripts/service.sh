@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# make install / make uninstall: netmetrics as two systemd services, netmetrics-sampler and
+# netmetrics-web (README "Running as a service"). Both are idempotent: a second install updates
+# the code and the venv and keeps the configuration and the data; uninstall keeps those too
+# unless PURGE=1, which removes them and the service user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PREFIX=/opt/netmetrics        # the code and its venv (the units name these paths)
+CONFIG=/etc/netmetrics/netmetrics.env
+DATA=/var/lib/netmetrics
+UNITS=/etc/systemd/system
+USER_NAME=netmetrics
+SERVICES=(netmetrics-sampler.service netmetrics-web.service)
+
+action=${1:?usage: service.sh install|uninstall}
+say() { printf '%s: %s\n' "$action" "$*"; }
+die() { printf '%s: %s\n' "$action" "$*" >&2; exit 1; }
+
+do_install() {
+    [ "$(id -u)" -eq 0 ] || die "installing system services needs root: run 'sudo make install'"
+    command -v systemctl >/dev/null || die "systemd's systemctl is missing: without systemd, use 'sudo make run'"
+
+    if ! id -u "$USER_NAME" >/dev/null 2>&1; then
+        say "adding the system user $USER_NAME"
+        useradd --system --home-dir "$DATA" --no-create-home --shell /usr/sbin/nologin "$USER_NAME"
+    fi
+
+    # The code: the checkout's tracked files (no venv, database or build output), replacing what an
+    # earlier install put there. The venv stays, and setup.sh brings it up to date.
+    say "copying the code to $PREFIX"
+    mkdir -p "$PREFIX"
+    find "$PREFIX" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$PREFIX"
+    else
+        tar --exclude=./.venv --exclude=./var --exclude=./.git --exclude=./test-artifacts -cf - . | tar -xf - -C "$PREFIX"
+    fi
+
+    install -d -m 0755 "$(dirname "$CONFIG")"
+    if [ ! -e "$CONFIG" ]; then
+        say "writing $CONFIG (edit it, then restart the units)"
+        install -m 0644 deploy/netmetrics.env "$CONFIG"
+    else
+        say "keeping $CONFIG"
+    fi
+    install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$DATA"
+
+    # The venv, system packages and kernel headers as for 'make setup', and the migrations of the
+    # configured database; the data then belongs to the service user.
+    set -a
+    # shellcheck disable=SC1090
+    . "$CONFIG"
+    set +a
+    # Not handed to a sudo user, as setup.sh does for a checkout: the service's code is root's.
+    (cd "$PREFIX" && env -u SUDO_UID -u SUDO_GID -u SUDO_USER bash scripts/setup.sh)
+    chown -R "$USER_NAME:$USER_NAME" "$DATA"
+
+    for unit in "${SERVICES[@]}"; do install -m 0644 "deploy/$unit" "$UNITS/$unit"; done
+    systemctl enable "${SERVICES[@]}" 2>&1 | sed "s/^/$action: /"
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+        systemctl restart "${SERVICES[@]}"
+        say "running: systemctl status ${SERVICES[*]}; the dashboard is at http://${NETMETRICS_BIND:-127.0.0.1}:${NETMETRICS_PORT:-8000}/"
+    else
+        say "systemd is not running here (not PID 1): the units are enabled and start at the next boot"
+    fi
+}
+
+do_uninstall() {
+    [ "$(id -u)" -eq 0 ] || die "removing system services needs root: run 'sudo make uninstall'"
+    if [ "${PURGE:-0}" = 1 ] && id -u "$USER_NAME" >/dev/null 2>&1 && pgrep -u "$USER_NAME" >/dev/null; then
+        die "PURGE=1 removes the user $USER_NAME, which still runs processes ($(pgrep -d, -u "$USER_NAME")): stop them first"
+    fi
+
+    if [ -d /run/systemd/system ]; then
+        systemctl stop "${SERVICES[@]}" 2>/dev/null || true  # the sampler detaches its programs
+    fi
+    for unit in "${SERVICES[@]}"; do
+        if [ -e "$UNITS/$unit" ]; then
+            systemctl disable "$unit" 2>&1 | sed "s/^/$action: /"
+            rm -f "$UNITS/$unit"
+        fi
+    done
+    if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+    rm -rf "$PREFIX"
+    if [ "${PURGE:-0}" = 1 ]; then
+        say "PURGE=1: removing /etc/netmetrics, /var/lib/netmetrics and the user $USER_NAME"
+        rm -rf "$(dirname "$CONFIG")" "$DATA"
+        if id -u "$USER_NAME" >/dev/null 2>&1; then userdel "$USER_NAME"; fi
+    else
+        say "kept /etc/netmetrics and /var/lib/netmetrics (PURGE=1 removes them)"
+    fi
+    say "removed the units and $PREFIX"
+}
+
+case $action in
+    install | uninstall) "do_$action" ;;
+    *) die "usage: service.sh install|uninstall" ;;
+esac

@@ -1,0 +1,250 @@
+"""The systemd units: they verify, and their real command lines work as the units run them.
+
+systemd is not PID 1 here or in CI, so each unit's ExecStart runs under setpriv: an unprivileged
+user with exactly the unit's capabilities (the web: none), /run/netmetrics as the unit's
+RuntimeDirectory would make it (a private bind mount, writable by that user only). The
+sampler counts a test veth's traffic exactly that way, and without any one of its capabilities
+stops with one line naming it. `make install` and `make uninstall` run for real in CI only:
+they write /opt/netmetrics, /etc/netmetrics, /var/lib/netmetrics and a system user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bpf import capabilities
+from tests.netns import UDP_FRAME, VethPair, veth_pair
+from tests.processes import ROOT, db_rows, migrated_env, wait_for
+
+UNITS = {name: ROOT / "deploy" / f"netmetrics-{name}.service" for name in ("sampler", "web")}
+PREFIX = "/opt/netmetrics"  # where the units expect the code; a test puts the checkout there
+NOBODY = 65534  # Debian's nobody:nogroup
+
+
+def unit(name: str) -> dict[str, list[str]]:
+    """A unit's settings by key (a key may be given more than once)."""
+    settings: dict[str, list[str]] = {}
+    for line in UNITS[name].read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def command(name: str, **variables: list[str]) -> list[str]:
+    """The unit's ExecStart from the checkout, its $VARIABLES replaced by words."""
+    words = unit(name)["ExecStart"][0].replace(PREFIX, str(ROOT)).split()
+    return [part for word in words for part in variables.get(word.lstrip("$"), [word])]
+
+
+def unit_caps(name: str) -> list[str]:
+    ambient = unit(name)["AmbientCapabilities"][0].split()
+    assert ambient == unit(name)["CapabilityBoundingSet"][0].split()
+    return ambient
+
+
+def as_unit_user(caps: list[str], rundir: Path, *argv: str) -> list[str]:
+    """argv as an unprivileged user with exactly `caps` (inheritable, ambient, bounding), with
+    `rundir` as its /run/netmetrics."""
+    names = ",".join(["-all", *(f"+{cap.removeprefix('CAP_').lower()}" for cap in caps)])
+    return [
+        "unshare", "--mount", "--propagation", "private",
+        "sh", "-c", 'mount --bind "$0" /run/netmetrics && exec "$@"', str(rundir),
+        "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+        f"--inh-caps={names}", f"--ambient-caps={names}", f"--bounding-set={names}",
+        *argv,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A directory the unprivileged user owns (pytest's tmp_path is root's only)."""
+    path = Path(tempfile.mkdtemp(prefix="netmetrics-service-"))
+    (path / "run").mkdir()
+    os.makedirs("/run/netmetrics", exist_ok=True)  # the bind mount's mount point
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def user_env(scratch: Path) -> dict[str, str]:
+    env = migrated_env(scratch / "netmetrics.sqlite3")
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(scratch)], check=True)
+    return {**env, "HOME": str(scratch)}
+
+
+def test_the_units_verify(requires_systemd) -> None:
+    with tempfile.TemporaryDirectory() as out:
+        # As installed, but with the checkout (and its venv) where /opt/netmetrics would be.
+        paths = []
+        for path in UNITS.values():
+            paths.append(Path(out) / path.name)
+            paths[-1].write_text(path.read_text().replace(PREFIX, str(ROOT)))
+        result = subprocess.run(
+            ["systemd-analyze", "verify", *paths], capture_output=True, text=True
+        )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_the_sampler_unit_has_the_capabilities_the_sampler_checks_for() -> None:
+    assert unit_caps("sampler") == list(capabilities.needed(tcp_health=True))
+    assert unit("web")["CapabilityBoundingSet"] == [""] and unit("web")["AmbientCapabilities"] == [
+        ""
+    ]
+
+
+@pytest.fixture
+def pair(requires_bpf) -> Iterator[VethPair]:
+    with veth_pair(index=9) as pair:
+        yield pair
+
+
+def test_the_sampler_counts_exactly_with_only_its_units_capabilities(pair, scratch) -> None:
+    env = user_env(scratch)
+    argv = command("sampler", NETMETRICS_SAMPLER_ARGS=["--iface", pair.host_iface])
+    log = scratch / "sampler.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            as_unit_user(unit_caps("sampler"), scratch / "run", *argv),
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: proc.poll() is not None or "sampling every" in log.read_text(), 60,
+                 "the sampler to start")  # fmt: skip
+        assert proc.poll() is None, log.read_text()
+        assert "netmetrics_tc" in pair.filters("egress")
+        pair.send_udp(10)
+        query = "SELECT rx_total_packets, rx_total_bytes FROM metrics_samplerrun WHERE pid = ?"
+        wait_for(lambda: db_rows(env, query, proc.pid) == [(10, 10 * UDP_FRAME)], 10,
+                 "the 10 datagrams in the run")  # fmt: skip
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, log.read_text()
+    assert pair.attached() == "", pair.attached()
+    assert (scratch / "run").stat().st_uid == NOBODY and not list((scratch / "run").iterdir())
+
+
+@pytest.mark.parametrize("dropped", list(capabilities.needed(tcp_health=True)))
+def test_without_one_capability_the_sampler_says_which(requires_bpf, scratch, dropped: str) -> None:
+    env = user_env(scratch)
+    caps = [cap for cap in unit_caps("sampler") if cap != dropped]
+    argv = command("sampler", NETMETRICS_SAMPLER_ARGS=["--iface", "lo"])
+    result = subprocess.run(
+        as_unit_user(caps, scratch / "run", *argv),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("CommandError: netmetrics needs root, or these capabilities")
+    assert f"that it lacks: {dropped} " in result.stderr, result.stderr
+    assert [cap for cap in capabilities.needed(True) if cap in result.stderr] == [dropped]
+
+
+def test_tcp_health_alone_needs_dac_read_search() -> None:
+    counting = sum(1 << bit for bit, _ in capabilities.COUNTING.values())
+    assert capabilities.missing(tcp_health=False, mask=counting) == []
+    assert capabilities.missing(tcp_health=True, mask=counting) == ["CAP_DAC_READ_SEARCH"]
+    assert capabilities.missing(tcp_health=True, mask=(1 << 64) - 1) == []  # root
+
+
+@pytest.fixture
+def installing(requires_root, requires_systemd) -> None:
+    if os.environ.get("CI") != "true" and os.environ.get("NETMETRICS_TEST_INSTALL") != "1":
+        pytest.skip(
+            "installs into /opt, /etc and /var/lib for real: CI=true or NETMETRICS_TEST_INSTALL=1"
+        )
+    if Path(PREFIX).exists() or Path("/etc/netmetrics").exists():
+        pytest.fail(
+            f"netmetrics is installed here already ({PREFIX}): not touching it", pytrace=False
+        )
+
+
+INSTALLED = [
+    Path(PREFIX) / "manage.py",
+    Path(PREFIX) / ".venv/bin/daphne",
+    Path("/etc/netmetrics/netmetrics.env"),
+    Path("/var/lib/netmetrics/netmetrics.sqlite3"),
+    Path("/etc/systemd/system/netmetrics-sampler.service"),
+    Path("/etc/systemd/system/netmetrics-web.service"),
+    Path("/etc/systemd/system/multi-user.target.wants/netmetrics-sampler.service"),
+    Path("/etc/systemd/system/multi-user.target.wants/netmetrics-web.service"),
+]
+
+
+def make(target: str, **env: str) -> str:
+    result = subprocess.run(
+        ["make", "-s", target], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_install_twice_serve_then_uninstall_leaves_nothing(installing) -> None:
+    try:
+        make("install")
+        assert all(path.exists() for path in INSTALLED), [p for p in INSTALLED if not p.exists()]
+        config = Path("/etc/netmetrics/netmetrics.env")
+        config.write_text(config.read_text() + "NETMETRICS_PORT=8767\n")  # the operator's edit
+        assert "keeping /etc/netmetrics/netmetrics.env" in make("install")  # idempotent
+        assert config.read_text().endswith("NETMETRICS_PORT=8767\n")
+        data = Path("/var/lib/netmetrics")
+        user = subprocess.run(["id", "-u", "netmetrics"], capture_output=True, text=True)
+        uid = int(user.stdout)
+        assert all(p.stat().st_uid == uid for p in (data, data / "netmetrics.sqlite3"))
+        assert Path(PREFIX, ".venv").stat().st_uid == 0  # the service's code is root's
+        assert web_unit_answers() == 200
+    finally:
+        out = make("uninstall")
+    assert "kept /etc/netmetrics and /var/lib/netmetrics" in out
+    assert [p for p in INSTALLED if p.exists()] == [INSTALLED[2], INSTALLED[3]]
+    make("uninstall")  # idempotent
+    make("uninstall", PURGE="1")
+    assert [p for p in INSTALLED if p.exists()] == []
+    assert subprocess.run(["id", "netmetrics"], capture_output=True).returncode != 0
+
+
+def web_unit_answers() -> int:
+    """The installed web unit's ExecStart with its EnvironmentFile, as its user with no
+    capabilities: the status of GET /api/interfaces."""
+    import http.client
+
+    settings = unit("web")
+    env = dict(
+        line.split("=", 1)
+        for line in Path(settings["EnvironmentFile"][0]).read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    argv = [
+        env.get(word[2:-1], word) if word.startswith("${") else word
+        for word in settings["ExecStart"][0].split()
+    ]
+    proc = subprocess.Popen(
+        ["setpriv", "--reuid=netmetrics", "--regid=netmetrics", "--clear-groups", "--inh-caps=-all",
+         "--bounding-set=-all", *argv],
+        cwd=settings["WorkingDirectory"][0], env={"PATH": "/usr/bin:/bin", **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def status() -> int:
+            try:
+                conn = http.client.HTTPConnection(
+                    "127.0.0.1", int(env["NETMETRICS_PORT"]), timeout=2
+                )
+                conn.request("GET", "/api/interfaces")
+                return conn.getresponse().status
+            except OSError:
+                return 0  # not listening yet
+
+        return wait_for(status, 30, "the web unit to answer")
+    finally:
+        proc.terminate()
+        proc.wait(10)
