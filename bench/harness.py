@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -104,6 +105,46 @@ def bench_pairs(count: int) -> Iterator[list[VethPair]]:
             stack.enter_context(veth_pair(subnet=f"10.{100 + i // 200}.{i % 200}", index=i))
             for i in range(1, count + 1)
         ]
+
+
+EMPTY_SOURCE = Path(__file__).with_name("empty.c")
+
+
+@contextlib.contextmanager
+def empty_programs(pair: VethPair, native: bool) -> Iterator[None]:
+    """EMPTY_SOURCE's programs on the hooks the sampler uses on the host end: TC egress, and
+    ingress by native XDP (`native`) or by TC. What they cost is the floor of any in-kernel
+    monitor on those hooks."""
+    from bcc import BPF
+
+    from bpf.attach import (
+        attach_native_xdp,
+        attach_tc,
+        detach_tc,
+        detach_xdp,
+        remove_clsact_if_empty,
+    )
+
+    iface = pair.host_iface
+    ifindex = socket.if_nametoindex(iface)
+    bpf = BPF(src_file=str(EMPTY_SOURCE).encode())
+    tc_fd = bpf.load_func(b"tc_unspec", BPF.SCHED_CLS).fd
+    sides = ["egress"]
+    xdp_fd = bpf.load_func(b"xdp_pass", BPF.XDP).fd if native else None
+    if xdp_fd is None:
+        sides.append("ingress")
+    elif not attach_native_xdp(iface, ifindex, xdp_fd, "native"):
+        raise BenchError(f"native XDP refused on {iface}")
+    attached = {side: attach_tc(iface, ifindex, side, tc_fd).prog_id for side in sides}
+    try:
+        yield
+    finally:
+        for side, prog_id in attached.items():
+            detach_tc(iface, ifindex, side, prog_id)
+        remove_clsact_if_empty(iface, ifindex)
+        if xdp_fd is not None:
+            detach_xdp(iface, ifindex, xdp_fd)
+        bpf.cleanup()
 
 
 @contextlib.contextmanager

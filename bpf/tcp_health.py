@@ -44,7 +44,7 @@ class _AddrKey(ctypes.Structure):
     _fields_ = [("addr", ctypes.c_uint8 * 16)]
 
 
-def _mount_tracefs() -> None:
+def mount_tracefs() -> None:
     """BCC reads tracepoint formats and ids from tracefs, which a minimal system may not mount."""
     if (TRACEFS / "events").is_dir():
         return
@@ -119,7 +119,7 @@ class TcpHealth(Attachable):
         """
         if self._attached:
             return
-        _mount_tracefs()
+        mount_tracefs()
         if self._bpf is None:
             self._bpf = self._compile()
             self._retransmits = InterfaceTable(self._bpf[b"retransmits"].map_fd, MAX_INTERFACES, 1)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bpf import capabilities
+from bpf import capabilities, tcp_health
 from tests.netns import UDP_FRAME, VethPair, veth_pair
 from tests.processes import ROOT, db_rows, migrated_env, wait_for
 
@@ -103,6 +103,8 @@ def test_the_sampler_unit_has_the_capabilities_the_sampler_checks_for() -> None:
 
 @pytest.fixture
 def pair(requires_bpf) -> Iterator[VethPair]:
+    # tracefs as the unit's Wants=sys-kernel-tracing.mount gives it: the service cannot mount it.
+    tcp_health.mount_tracefs()
     with veth_pair(index=9) as pair:
         yield pair
 
@@ -248,3 +250,13 @@ def web_unit_answers() -> int:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_sampler_unit_leaves_the_kernel_headers_readable() -> None:
+    """BCC compiles against /lib/modules/$(uname -r)/build; ProtectKernelModules hides
+    /lib/modules, and the sampler then stops with "kernel headers ... are missing" (found by
+    running the command line in a mount namespace set up as that option does)."""
+    assert "ProtectKernelModules" not in unit("sampler")
+    assert unit("sampler")["InaccessiblePaths"][0].split() == [
+        "-/etc/shadow", "-/etc/gshadow", "-/etc/ssh", "-/etc/sudoers", "-/etc/sudoers.d",
+    ]  # fmt: skip
