@@ -116,7 +116,7 @@ def xdp_programs(ifindex: int) -> list[XdpProgram]:
     return [XdpProgram(i, libbpf.prog_name(i), mode) for mode, i in ids.items() if i]
 
 
-def _detach_xdp_by_id(ifindex: int, program: XdpProgram) -> None:
+def detach_xdp_by_id(ifindex: int, program: XdpProgram) -> None:
     """Detach this very program (by fd, so a program attached meanwhile stays)."""
     fd = libbpf.lib().bpf_prog_get_fd_by_id(program.prog_id)
     if fd < 0:
@@ -150,7 +150,7 @@ def attach_native_xdp(iface: str, ifindex: int, prog_fd: int, mode: str) -> bool
             program.mode,
             iface,
         )
-        _detach_xdp_by_id(ifindex, program)
+        detach_xdp_by_id(ifindex, program)
 
     if foreign is not None and mode == "native":
         raise PreflightError(

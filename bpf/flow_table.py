@@ -72,6 +72,18 @@ class FlowTable:
         self.harvested.pop(ifindex, None)
         self.dropped.pop(ifindex, None)
 
+    def resume(self, ifindex: int, dropped: int) -> None:
+        """Go on from a previous sampler's counts for the interface: `dropped` entries so far;
+        those in the table now are still to be harvested, and the rest of those made were."""
+        made = self._created().get(ifindex, 0)
+        count = libbpf.read_batch(self._fd, self._keys, self._values, KEY_SIZE, self._value_size)
+        keys = ctypes.string_at(self._keys, count * KEY_SIZE)
+        waiting = sum(
+            key_ifindex(keys[i * KEY_SIZE : (i + 1) * KEY_SIZE]) == ifindex for i in range(count)
+        )
+        self.dropped[ifindex] = dropped
+        self.harvested[ifindex] = made - dropped - waiting
+
     def _read_and_delete(self) -> int:
         return libbpf.read_batch(
             self._fd, self._keys, self._values, KEY_SIZE, self._value_size, delete=True

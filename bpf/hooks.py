@@ -11,7 +11,7 @@ import socket
 
 from bpf import attach
 from bpf.iface_lock import CLSACT_NOTE, InterfaceLock
-from bpf.program import Program
+from bpf.program import XDP_FUNCTION, Program
 
 log = logging.getLogger("netmetrics.bpf")
 
@@ -32,9 +32,14 @@ class InterfaceHooks:
         self._xdp_fd: int | None = None  # our native XDP program's, while attached
         self._filters: dict[str, attach.TcAttachment] = {}  # our TC filters by side
         self._owns_qdisc = False
+        # Whether attach() found every hook it wanted already there with this very program (a
+        # kept set's, left by the last sampler) and changed nothing: then the interface was
+        # counted all along.
+        self.adopted = False
 
     def attach(self, program: Program) -> str:
-        """Attach the program's entry points; return the mode got (native or skb).
+        """Attach the program's entry points; return the mode got (native or skb). A hook that
+        already runs this very program is kept as it is (no frame goes uncounted).
 
         On any failure, what was attached is detached again before the error (PreflightError,
         or OSError for an unexpected kernel refusal) is raised.
@@ -52,9 +57,25 @@ class InterfaceHooks:
         leftovers = {side: attach.tc_leftover(self.ifindex, side) for side in attach.TC_SIDES}
         self._owns_qdisc = CLSACT_NOTE in self._lock.previous_notes and any(leftovers.values())
 
-        if attach.attach_native_xdp(self.iface, self.ifindex, program.xdp_fd, self.mode):
+        ours = [p for p in attach.xdp_programs(self.ifindex) if p.ours]
+        pinned = attach.XdpProgram(program.prog_ids["xdp"], XDP_FUNCTION, "native")
+        xdp_kept = self.mode != "skb" and ours == [pinned]
+        native = xdp_kept or attach.attach_native_xdp(
+            self.iface, self.ifindex, program.xdp_fd, self.mode
+        )
+        if native:
             self._xdp_fd = program.xdp_fd
         wanted = {"ingress": self._xdp_fd is None, "egress": self.egress}
+        kept = {
+            side: leftover == program.prog_ids[side]
+            for side, leftover in leftovers.items()
+            if wanted[side] and leftover is not None
+        }
+        self.adopted = (
+            ((self._xdp_fd is None and not ours) or xdp_kept)
+            and all(kept.get(side, False) for side, want in wanted.items() if want)
+            and not any(leftover for side, leftover in leftovers.items() if not wanted[side])
+        )
         for side, leftover in leftovers.items():
             if not wanted[side] and leftover is not None:
                 log.warning(
@@ -65,6 +86,9 @@ class InterfaceHooks:
                 )
                 attach.detach_tc(self.iface, self.ifindex, side, leftover)
         for side in (side for side, want in wanted.items() if want):
+            if kept.get(side):
+                self._filters[side] = attach.TcAttachment(program.prog_ids[side], False)
+                continue
             tc = attach.attach_tc(self.iface, self.ifindex, side, program.tc_fds[side])
             self._filters[side] = tc
             self._owns_qdisc |= tc.created_qdisc
@@ -95,6 +119,13 @@ class InterfaceHooks:
             self._xdp_fd = None
         self._lock.release()
 
+    def leave(self) -> None:
+        """Leave the hooks attached and counting (a kept set's, for the next sampler to adopt),
+        and the lock's notes for it; this object lets go of them."""
+        self._filters = {}
+        self._xdp_fd = None
+        self._lock.release(keep_notes=True)
+
     def _release_qdisc(self) -> None:
         """Remove the clsact qdisc if it is ours and holds no filter of anyone's any more."""
         if not self._owns_qdisc:
@@ -109,3 +140,28 @@ class InterfaceHooks:
         except (OSError, ValueError) as exc:
             log.error("could not remove the clsact qdisc from %s: %s", self.iface, exc)
         self._owns_qdisc = False
+
+
+def detach_leftovers(ifindex: int) -> str | None:
+    """Remove what netmetrics left attached to the interface (programs recognised by name), and
+    the clsact qdisc its lock notes a sampler created; the interface's name, None when it is
+    gone. PreflightError when a live sampler holds the interface."""
+    try:
+        iface = socket.if_indextoname(ifindex)
+    except OSError:
+        return None
+    lock = InterfaceLock(iface)
+    lock.acquire()
+    try:
+        for program in attach.xdp_programs(ifindex):
+            if program.ours:
+                attach.detach_xdp_by_id(ifindex, program)
+        filters = {side: attach.tc_leftover(ifindex, side) for side in attach.TC_SIDES}
+        for side, prog_id in filters.items():
+            if prog_id is not None:
+                attach.detach_tc(iface, ifindex, side, prog_id)
+        if CLSACT_NOTE in lock.previous_notes and any(filters.values()):
+            attach.remove_clsact_if_empty(iface, ifindex)
+    finally:
+        lock.release()
+    return iface

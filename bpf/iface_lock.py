@@ -18,14 +18,17 @@ CLSACT_NOTE = "clsact"
 _HOST_NETNS_INO = 0xEFFFFFF9  # PROC_NET_INIT_INO: init_net's inode in recent kernels
 
 
-def _lock_path(iface: str) -> Path:
-    # Interface names are per network namespace: outside the host's, add the namespace's id.
-    # (/proc/1/ns/net, the obvious reference, is not readable in every sandbox; any kernel that
-    # does not give the host namespace this fixed inode just gets the suffix there too.)
+def namespace_suffix() -> str:
+    """ "" in the host's network namespace, else "@netns<inode>": interface names (and so what
+    a sampler keeps by them) are per network namespace."""
+    # /proc/1/ns/net, the obvious reference, is not readable in every sandbox; any kernel that
+    # does not give the host namespace this fixed inode just gets the suffix there too.
     netns = os.stat("/proc/self/ns/net").st_ino
-    return LOCK_DIR / (
-        f"{iface}.lock" if netns == _HOST_NETNS_INO else f"{iface}@netns{netns}.lock"
-    )
+    return "" if netns == _HOST_NETNS_INO else f"@netns{netns}"
+
+
+def _lock_path(iface: str) -> Path:
+    return LOCK_DIR / f"{iface}{namespace_suffix()}.lock"
 
 
 class InterfaceLock:
@@ -39,6 +42,15 @@ class InterfaceLock:
 
     def acquire(self) -> None:
         """Take the lock or raise PreflightError naming the sampler that holds it."""
+        holder = self.try_acquire()
+        if holder is not None:
+            raise PreflightError(
+                f"another netmetrics sampler (pid {holder}) is already running on "
+                f"{self.iface}; stop it first"
+            )
+
+    def try_acquire(self) -> str | None:
+        """Take the lock and return None, or return the pid of the sampler that holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -47,10 +59,7 @@ class InterfaceLock:
             except BlockingIOError:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").split("\n", 1)[0] or "?"
                 os.close(fd)
-                raise PreflightError(
-                    f"another netmetrics sampler (pid {holder}) is already running on "
-                    f"{self.iface}; stop it first"
-                ) from None
+                return holder
             # The last holder deletes the file on release: if it did so between our open and
             # our flock, we hold a lock on a deleted file, so start again on the path's file.
             try:
@@ -62,6 +71,7 @@ class InterfaceLock:
         self.previous_notes = os.pread(fd, 4096, 0).decode(errors="replace").split()[1:]
         self._fd = fd
         self._write([])
+        return None
 
     def note(self, word: str) -> None:
         """Record a fact for a successor that finds our leftovers."""
@@ -72,10 +82,13 @@ class InterfaceLock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, "\n".join([str(os.getpid()), *notes, ""]).encode(), 0)
 
-    def release(self) -> None:
-        """Delete the file, while still holding the lock, then drop the lock."""
+    def release(self, keep_notes: bool = False) -> None:
+        """Delete the file, while still holding the lock, then drop the lock; with `keep_notes`
+        leave the file, as a killed holder would, for a successor that takes over what it left
+        attached."""
         if self._fd is None:
             return
-        self.path.unlink(missing_ok=True)
+        if not keep_notes:
+            self.path.unlink(missing_ok=True)
         os.close(self._fd)
         self._fd = None

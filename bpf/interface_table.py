@@ -80,7 +80,25 @@ class SlotTable:
         self._cpus = libbpf.num_possible_cpus()
         self._zero = ctypes.create_string_buffer(self._cpus * 8 * fields)
         self._value = ctypes.create_string_buffer(self._cpus * 8 * fields)
-        self._slot_of: dict[int, int] = {}  # ifindex -> slot
+        self._slot_of = self._read_slots()  # ifindex -> slot
+
+    def _read_slots(self) -> dict[int, int]:
+        """The slots given out before: a kept set's, from its last sampler."""
+        keys = ctypes.create_string_buffer(self.max_ifindex * _KEY_SIZE)
+        values = ctypes.create_string_buffer(self.max_ifindex * _KEY_SIZE)
+        count = libbpf.read_batch(self._slots_fd, keys, values, _KEY_SIZE, _KEY_SIZE)
+        ifindexes = array("I", ctypes.string_at(keys, count * _KEY_SIZE))
+        slots = array("I", ctypes.string_at(values, count * _KEY_SIZE))
+        return {ifindex: slot - 1 for ifindex, slot in zip(ifindexes, slots, strict=True) if slot}
+
+    def has(self, ifindex: int) -> bool:
+        return ifindex in self._slot_of
+
+    def slot(self, ifindex: int) -> int:
+        return self._slot_of[ifindex]
+
+    def ifindexes(self) -> list[int]:
+        return list(self._slot_of)
 
     def _set_slot(self, ifindex: int, value: int) -> None:
         key, slot = _KEY(ifindex), ctypes.c_uint32(value)

@@ -135,6 +135,11 @@ def lib() -> ctypes.CDLL:
         "bpf_map_update_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64],
         "bpf_map_delete_elem": [ctypes.c_int, ctypes.c_void_p],
         "bpf_map_lookup_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p],
+        "bpf_obj_pin": [ctypes.c_int, ctypes.c_char_p],
+        "bpf_obj_get": [ctypes.c_char_p],
+        "bpf_link_create": [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p],
+        # type, name, key size, value size, entries, opts (NULL: the defaults)
+        "bpf_map_create": [ctypes.c_int, ctypes.c_char_p, *[ctypes.c_uint32] * 3, ctypes.c_void_p],
     }
     # fd, in_batch, out_batch, keys, values, count, opts (NULL: the defaults)
     batch: list[type] = [ctypes.c_int, _ptr, _ptr, _ptr, _ptr, p(ctypes.c_uint32), _ptr]
@@ -173,7 +178,59 @@ def prog_name(prog_id: int) -> str | None:
         os.close(fd)
 
 
+def prog_id(prog_fd: int) -> int:
+    """The kernel's id of a loaded program (what XDP and TC queries report)."""
+    info = ProgInfo()
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    check(lib().bpf_obj_get_info_by_fd(prog_fd, ctypes.byref(info), size), "bpf_obj_get_info")
+    return info.id
+
+
 BPF_NOEXIST = 1  # bpf_map_update_elem: create only
+BPF_MAP_TYPE_ARRAY = 2
+BPF_PERF_EVENT = 41  # enum bpf_attach_type: a perf event's program, as a bpf_link
+
+
+# A ctypes value or array passed by reference: a map's key or value.
+_Buffer = ctypes.c_uint32 | ctypes.c_uint64 | ctypes.Structure | ctypes.Array
+
+
+def pin(fd: int, path: str) -> None:
+    """Pin a program, map or link in bpffs: it then lives until the file is removed."""
+    check(lib().bpf_obj_pin(fd, path.encode()), f"pin {path}")
+
+
+def pinned(path: str) -> int:
+    """A new file descriptor for what is pinned at path."""
+    return check(lib().bpf_obj_get(path.encode()), f"open the pinned {path}")
+
+
+def create_array(name: str, value_size: int, entries: int) -> int:
+    """A new BPF array map of u32 index -> value_size bytes (zeroed); its fd."""
+    rc = lib().bpf_map_create(BPF_MAP_TYPE_ARRAY, name.encode(), 4, value_size, entries, None)
+    return check(rc, f"create the map {name}")
+
+
+def update(map_fd: int, key: _Buffer, value: _Buffer) -> None:
+    """Set one entry of a map (created or replaced)."""
+    rc = lib().bpf_map_update_elem(map_fd, ctypes.byref(key), ctypes.byref(value), 0)
+    check(rc, "update a map entry")
+
+
+def lookup(map_fd: int, key: _Buffer, value: _Buffer) -> bool:
+    """Read one entry into value; False when there is none."""
+    rc = lib().bpf_map_lookup_elem(map_fd, ctypes.byref(key), ctypes.byref(value))
+    if rc == -errno.ENOENT:
+        return False
+    check(rc, "read a map entry")
+    return True
+
+
+def delete(map_fd: int, key: _Buffer) -> None:
+    """Delete one entry of a hash map (nothing when there is none)."""
+    rc = lib().bpf_map_delete_elem(map_fd, ctypes.byref(key))
+    if rc != -errno.ENOENT:
+        check(rc, "delete a map entry")
 
 
 def num_possible_cpus() -> int:

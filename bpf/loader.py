@@ -1,14 +1,19 @@
 """The sampler's view of the kernel side: check, attach, read cumulative counters, detach.
 
     preflight()                            # PreflightError: one line, cause and fix
-    with TrafficCounter() as counter:      # compiles once (and attaches the TCP tracepoint)
-        counter.add("eth0")                # attaches XDP or TC ingress (+ egress): "native"/"skb"
+    with TrafficCounter() as counter:      # loads once, or reuses what is pinned (bpf/pins.py)
+        counter.add("eth0")                # attaches XDP or TC ingress (+ egress): Counted
         counter.add("eth1")                # the same programs, on another interface
         flows = counter.harvest_flows()    # {"eth0": {raw flow key: counts}, ...} since the last
         counts = counter.read()            # {"eth0": {"rx_tcp_bytes": ..., "tcp_retransmits": ...,
                                            # "flows_dropped": ...} (ALL_COUNTER_NAMES), ...}
         counter.remove("eth1")             # since add, by interface
                                            # leaving the block removes every interface
+
+Counters outlive the sampler: what it loads is pinned in bpffs and stays attached when it is
+killed, and with `persist` when it stops. The next start finds each interface's counters still
+counting and its hooks in place (Counted.token then names the run they belong to: continue it
+with resume(), or start afresh with reset()).
 
 The loader installs no signal handlers: the caller detaches in a `finally`, which SIGINT reaches
 by KeyboardInterrupt and SIGTERM by whatever handler the caller installs.
@@ -22,10 +27,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bpf import attach, capabilities
-from bpf.classes import COUNTER_NAMES, DEFAULT_APP_PORTS, HEALTH_NAMES
+from bpf.build import Build
+from bpf.classes import COUNTER_NAMES, DEFAULT_APP_PORTS, HEALTH_NAMES, RTT_BUCKETS, RTT_NAMES
 from bpf.errors import BCC_MISSING, PreflightError
 from bpf.flows import FlowCounts
-from bpf.hooks import InterfaceHooks
+from bpf.hooks import InterfaceHooks, detach_leftovers
+from bpf.pins import Objects
 from bpf.program import DEFAULT_FLOW_TABLE, Program
 from bpf.tcp_health import TcpHealth
 
@@ -87,10 +94,12 @@ def check_interface(iface: str) -> None:
 
 @dataclass(frozen=True)
 class Counted:
-    """An interface being counted: its ifindex and the ingress mode it got."""
+    """An interface being counted: its ifindex, the ingress mode it got, and the token of the
+    run its counters belong to when they were counting before this start (else 0)."""
 
     ifindex: int
     mode: str  # native or skb
+    token: int = 0
 
 
 class TrafficCounter(attach.Attachable):
@@ -115,6 +124,7 @@ class TrafficCounter(attach.Attachable):
         app_ports: Mapping[str, Iterable[int]] = DEFAULT_APP_PORTS,
         flow_table: int = DEFAULT_FLOW_TABLE,
         tcp_health: bool = True,
+        persist: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -122,23 +132,37 @@ class TrafficCounter(attach.Attachable):
         self.egress = egress
         self.flow_table = flow_table
         self.app_ports = {**DEFAULT_APP_PORTS, **{k: tuple(v) for k, v in app_ports.items()}}
+        self.tcp_health = tcp_health
+        self.persist = persist
+        self._objects: Objects | None = None
         self._program: Program | None = None
-        self._health = TcpHealth() if tcp_health else None
+        self._health: TcpHealth | None = None
         self._hooks: dict[str, InterfaceHooks] = {}
         self.counted: dict[str, Counted] = {}  # by name, as added
 
     def attach(self) -> None:
-        """Compile and load the programs once, and attach the TCP tracepoint.
+        """Load the programs once (the TCP tracepoint attached with them), or open the kept
+        ones that a previous sampler pinned with the same build.
 
         The caller runs preflight() first (once: it checks root, BCC and headers).
         """
-        if self._program is None:
-            self._program = Program(self.app_ports, self.flow_table)
-        if self._health:
-            self._health.attach()
+        if self._program is not None:
+            return
+        build = Build.of(self.app_ports, self.flow_table, self.tcp_health)
+        self._objects = Objects.kept_or_private(build)
+        try:
+            self._program = Program(self.app_ports, self.flow_table, self._objects)
+            self._health = TcpHealth(self._objects) if self.tcp_health else None
+        except BaseException:
+            self._objects.close()
+            self._objects = None
+            raise
+        if self.persist and not self._objects.kept:
+            log.warning("--persist: this sampler's counters are its own, and stop with it")
 
-    def add(self, iface: str) -> str:
-        """Count `iface` from now, from zero; return the mode got (native or skb).
+    def add(self, iface: str) -> Counted:
+        """Count `iface`: from now, from zero; or, where its counters were counting since before
+        this start with these very hooks, from where they are (Counted.token is then the run's).
 
         On any failure (PreflightError, one line), nothing stays attached to the interface.
         """
@@ -148,11 +172,16 @@ class TrafficCounter(attach.Attachable):
         except OSError:
             raise PreflightError(f"interface {iface} is gone") from None
         hooks = InterfaceHooks(iface, ifindex, self.mode, self.egress)
-        self._program.add_interface(ifindex)
+        counting = self._program.has_interface(ifindex)
+        if not counting:
+            self._program.add_interface(ifindex)
         try:
             mode = hooks.attach(self._program)
+            token = self._program.token(ifindex) if counting and hooks.adopted else 0
+            if counting and not token:
+                self._program.add_interface(ifindex)  # attached anew: from zero
             if self._health:
-                self._health.watch(iface, ifindex)
+                self._health.watch(iface, ifindex, [0] * RTT_BUCKETS if token else None)
         except BaseException as exc:
             hooks.detach()
             self._program.remove_interface(ifindex)
@@ -160,16 +189,48 @@ class TrafficCounter(attach.Attachable):
                 raise PreflightError(f"cannot attach to {iface}: {exc}") from None
             raise
         self._hooks[iface] = hooks
-        self.counted[iface] = Counted(ifindex, mode)
+        self.counted[iface] = counted = Counted(ifindex, mode, token)
         log.info(
-            "counting %s (ifindex %d): ingress by %s, egress %s, TCP health %s",
+            "counting %s (ifindex %d): ingress by %s, egress %s, TCP health %s%s",
             iface,
             ifindex,
             "native XDP" if mode == "native" else "TC (skb mode)",
             "by TC" if self.egress else "off",
             "on" if self._health else "off",
+            ", counters kept from before" if token else "",
         )
-        return mode
+        return counted
+
+    def resume(self, iface: str, recorded: Mapping[str, int]) -> None:
+        """Go on with the counts of a run the kernel's counters were kept for: `recorded`, its
+        cumulative counts as last written, gives what only this process counts (RTT, flows
+        dropped) their starting values."""
+        counted = self.counted[iface]
+        assert self._program is not None
+        if self._health:
+            rtt = [recorded[name] for name in RTT_NAMES]
+            self._health.watch(iface, counted.ifindex, rtt)
+        if self._program.flows:
+            self._program.flows.resume(counted.ifindex, recorded["flows_dropped"])
+
+    def reset(self, iface: str) -> None:
+        """Count the interface from zero from now (its kept counters belong to no run found)."""
+        counted = self.counted[iface]
+        assert self._program is not None
+        self._program.add_interface(counted.ifindex)
+        if self._health:
+            self._health.watch(iface, counted.ifindex)
+        self.counted[iface] = Counted(counted.ifindex, counted.mode)
+
+    def token(self, iface: str | None) -> int:
+        """The run token of the interface's counters (None: the host total's); 0 for none."""
+        assert self._program is not None
+        return self._program.token(None if iface is None else self.counted[iface].ifindex)
+
+    def set_token(self, iface: str | None, token: int) -> None:
+        """Tie the interface's counters (None: the host total) to a run."""
+        assert self._program is not None
+        self._program.set_token(None if iface is None else self.counted[iface].ifindex, token)
 
     def remove(self, iface: str) -> None:
         """Stop counting `iface`: detach exactly what add() attached; never raises for that."""
@@ -217,12 +278,26 @@ class TrafficCounter(attach.Attachable):
         }
 
     def detach(self) -> None:
-        """Remove every interface, detach the tracepoint and unload; idempotent, and never
+        """Remove every interface and unload (unpinned); with `persist` and a kept set, leave
+        everything attached and counting for the next start instead. Idempotent, and never
         raises for a cleanup step."""
-        for iface in list(self._hooks):
-            self.remove(iface)
-        if self._health:
-            self._health.detach()
-        if self._program is not None:
-            self._program.close()
-            self._program = None
+        if self._objects is None or self._program is None:
+            return
+        if self.persist and self._objects.kept:
+            for hooks in self._hooks.values():
+                hooks.leave()
+            self._hooks, self.counted = {}, {}
+            self._objects.close()
+            log.info(
+                "left the programs attached and counting, pinned in %s", self._objects.directory
+            )
+        else:
+            for iface in list(self._hooks):
+                self.remove(iface)
+            for ifindex in self._program.interfaces():  # a previous sampler's, not taken now
+                try:
+                    detach_leftovers(ifindex)
+                except PreflightError as exc:  # a live sampler's now: its own to remove
+                    log.info("%s", exc)
+            self._objects.remove()
+        self._objects, self._program, self._health = None, None, None

@@ -1,31 +1,28 @@
-"""The compiled netmetrics programs and their maps, loaded but not attached to anything.
+"""The netmetrics programs and their maps, loaded (bpf/build.py) but not attached to anything.
 
-One `Program` is one BCC compilation of bpf/netmetrics.c, for every interface: the three entry
-points (XDP ingress, TC ingress, TC egress: their file descriptors are what gets attached to each
-interface, or test-run), the counters by interface, the application port table, and the flow
-table when flows are on (bpf/flow_table.py).
+One `Program` is one compilation of bpf/netmetrics.c, for every interface, opened from its pins
+(bpf/pins.py): the three entry points (XDP ingress, TC ingress, TC egress: their file
+descriptors are what gets attached to each interface, or test-run), the counters by interface,
+the application port table, the flow table when flows are on (bpf/flow_table.py), and the
+tokens that tie each interface's counters to its run in the database.
 """
 
 import ctypes
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
+from bpf import libbpf
+from bpf.build import MAX_IFINDEX, MAX_INTERFACES, TC_FUNCTIONS, XDP_FUNCTION, Build
 from bpf.classes import (
     APP_PROTOCOLS,
     CLASSES,
     DIRECTIONS,
-    TCP_FLAG_CLASSES,
     counter_name,
 )
-from bpf.errors import bcc_bpf, loading
 from bpf.flow_table import FlowTable
 from bpf.interface_table import InterfaceTable, SlotTable
+from bpf.pins import Objects
 
-SOURCE = Path(__file__).with_name("netmetrics.c")
-# The entry points, and the programs' names in the kernel (which keeps 15 characters: these fit)
-# by which a leftover of a killed sampler is recognised.
-XDP_FUNCTION = "netmetrics_xdp"
-TC_FUNCTIONS = {"ingress": "netmetrics_tcin", "egress": "netmetrics_tc"}
+__all__ = ["MAX_IFINDEX", "MAX_INTERFACES", "TC_FUNCTIONS", "XDP_FUNCTION", "Program"]
 
 # Index base of each transport in the app_ports map (UDP_PORTS_BASE in netmetrics.c).
 _PORTS_BASE = {"tcp": 0, "udp": 65536}
@@ -33,11 +30,6 @@ _PORTS_BASE = {"tcp": 0, "udp": 65536}
 
 # Entries of the flow table unless told otherwise: about 1.6 MB of kernel memory.
 DEFAULT_FLOW_TABLE = 16384
-# Interfaces one program counts at once (MAX_INTERFACES in netmetrics.c): its per-CPU counters
-# take about 450 bytes per interface and CPU.
-MAX_INTERFACES = 256
-# The ifindexes the counters' slot array covers (MAX_IFINDEX in netmetrics.c: 256 KiB).
-MAX_IFINDEX = 65536
 # struct iface_counters: packets[NUM_CLASSES] then bytes[NUM_CLASSES], for RX then TX.
 _COUNTER_FIELDS = [
     counter_name(direction, cls, unit)
@@ -45,6 +37,8 @@ _COUNTER_FIELDS = [
     for unit in ("packets", "bytes")
     for cls in CLASSES
 ]
+# The host total's place in the tokens map, after the slots'.
+TOTAL_TOKEN = MAX_INTERFACES
 
 
 def class_mask(classes: Iterable[str]) -> int:
@@ -53,17 +47,6 @@ def class_mask(classes: Iterable[str]) -> int:
     for cls in classes:
         mask |= 1 << CLASSES.index(cls)
     return mask
-
-
-def _cflags(flow_table: int) -> list[str]:
-    flags = [f"-DCLASS_{name.upper()}={index}" for index, name in enumerate(CLASSES)]
-    flags.append(f"-DNUM_CLASSES={len(CLASSES)}")
-    flags.append(f"-DMAX_INTERFACES={MAX_INTERFACES}")
-    flags.append(f"-DMAX_IFINDEX={MAX_IFINDEX}")
-    flags.append(f"-DTCP_FLAG_CLASSES={class_mask(TCP_FLAG_CLASSES):#x}U")
-    if flow_table:
-        flags += ["-DFLOWS", f"-DFLOW_TABLE_SIZE={flow_table}"]
-    return flags
 
 
 def app_port_masks(app_ports: Mapping[str, Iterable[int]]) -> dict[int, int]:
@@ -82,61 +65,73 @@ def app_port_masks(app_ports: Mapping[str, Iterable[int]]) -> dict[int, int]:
 
 
 class Program:
-    """Compile and load the entry points once; count interfaces, read their counters.
+    """The entry points' fds, and the counters of each interface by ifindex.
 
-    `flow_table` is the number of entries of the flow table; 0 compiles the programs without
-    flows, at no cost per packet. Raises PreflightError (one line) when BCC is missing or the
-    program does not compile or load; BCC itself prints the compiler's and the verifier's
-    details on stderr before that.
+    `objects` is the set to use (what TrafficCounter loads); without it, a private set is built
+    for this Program alone with `flow_table` entries (0: no flows, at no cost per packet), and
+    close() unloads it. Raises PreflightError (one line) when the programs do not compile or
+    load. The counters of interfaces that a kept set counted before this start are read back:
+    has_interface() says which.
     """
 
-    def __init__(self, app_ports: Mapping[str, Iterable[int]], flow_table: int = 0) -> None:
+    def __init__(
+        self,
+        app_ports: Mapping[str, Iterable[int]],
+        flow_table: int = 0,
+        objects: Objects | None = None,
+    ) -> None:
         if flow_table < 0:
             raise ValueError(f"the flow table cannot have {flow_table} entries")
-        BPF = bcc_bpf()
-        with loading(SOURCE):
-            self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=_cflags(flow_table))
-            self.xdp_fd: int = self._bpf.load_func(XDP_FUNCTION.encode(), BPF.XDP).fd
-            # TC program fds by side: ingress (skb mode) and egress.
-            self.tc_fds: dict[str, int] = {
-                side: self._bpf.load_func(name.encode(), BPF.SCHED_CLS).fd
-                for side, name in TC_FUNCTIONS.items()
-            }
+        self._owned = objects is None
+        if objects is None:
+            objects = Objects.private(Build.of(app_ports, flow_table, tcp_health=False))
+        self.objects = objects
+        self.xdp_fd: int = objects.fd("xdp")
+        # TC program fds by side: ingress (skb mode) and egress.
+        self.tc_fds: dict[str, int] = {side: objects.fd(f"tc_{side}") for side in TC_FUNCTIONS}
+        # The kernel's ids of the three: what an interface's hooks report when they are ours.
+        self.prog_ids = {
+            "xdp": libbpf.prog_id(self.xdp_fd),
+            **{side: libbpf.prog_id(fd) for side, fd in self.tc_fds.items()},
+        }
         self._counters = SlotTable(
-            self._bpf[b"slots"].map_fd,
-            self._bpf[b"counters"].map_fd,
-            MAX_INTERFACES,
-            MAX_IFINDEX,
+            objects.fd("slots"), objects.fd("counters"), MAX_INTERFACES, MAX_IFINDEX,
             len(_COUNTER_FIELDS),
-        )
-        self._ports = self._bpf[b"app_ports"]
+        )  # fmt: skip
+        self._tokens = objects.fd("tokens")
+        self._ports = objects.fd("app_ports")
         self._port_masks: dict[int, int] = {}
         self.set_app_ports(app_ports)
         self.flows: FlowTable | None = None
         self._created: InterfaceTable | None = None
-        if flow_table:
-            created = self._created = self._table(b"flows_created", 1)
+        if objects.has("flows"):
+            created = self._created = InterfaceTable(objects.fd("flows_created"), MAX_INTERFACES, 1)
             self.flows = FlowTable(
-                self._bpf[b"flows"].map_fd,
-                flow_table,
+                objects.fd("flows"),
+                _entries(objects.fd("flows")),
                 lambda: {ifindex: made for ifindex, (made,) in created.read().items()},
             )
-
-    def _table(self, name: bytes, fields: int) -> InterfaceTable:
-        return InterfaceTable(self._bpf[name].map_fd, MAX_INTERFACES, fields)
 
     def set_app_ports(self, app_ports: Mapping[str, Iterable[int]]) -> None:
         """Make exactly these ports count as their application classes (takes effect at once)."""
         masks = app_port_masks(app_ports)
         for index in self._port_masks.keys() - masks.keys():
-            self._ports[ctypes.c_int(index)] = ctypes.c_uint32(0)
+            libbpf.update(self._ports, ctypes.c_uint32(index), ctypes.c_uint32(0))
         for index, mask in masks.items():
-            self._ports[ctypes.c_int(index)] = ctypes.c_uint32(mask)
+            libbpf.update(self._ports, ctypes.c_uint32(index), ctypes.c_uint32(mask))
         self._port_masks = masks
+
+    def has_interface(self, ifindex: int) -> bool:
+        """Whether the interface has counters (it may have had them since before this start)."""
+        return self._counters.has(ifindex)
+
+    def interfaces(self) -> list[int]:
+        return self._counters.ifindexes()
 
     def add_interface(self, ifindex: int) -> None:
         """Count the interface's frames from now, from zero (before attaching to it)."""
         self._counters.add(ifindex)
+        self.set_token(ifindex, 0)
         if self._created is not None:
             self._created.add(ifindex)
         if self.flows is not None:
@@ -144,11 +139,28 @@ class Program:
 
     def remove_interface(self, ifindex: int) -> None:
         """Stop counting the interface (after detaching from it); its counters are gone."""
+        if self._counters.has(ifindex):
+            self.set_token(ifindex, 0)
         self._counters.remove(ifindex)
         if self._created is not None:
             self._created.remove(ifindex)
         if self.flows is not None:
             self.flows.forget(ifindex)
+
+    def token(self, ifindex: int | None) -> int:
+        """The token set for the interface's counters (None: the host total's); 0 if none."""
+        value = ctypes.c_uint64()
+        libbpf.lookup(self._tokens, ctypes.c_uint32(self._token_index(ifindex)), value)
+        return value.value
+
+    def set_token(self, ifindex: int | None, token: int) -> None:
+        """Tie the interface's counters (None: the host total) to a run, by its kernel_token."""
+        libbpf.update(
+            self._tokens, ctypes.c_uint32(self._token_index(ifindex)), ctypes.c_uint64(token)
+        )
+
+    def _token_index(self, ifindex: int | None) -> int:
+        return TOTAL_TOKEN if ifindex is None else self._counters.slot(ifindex)
 
     def read(self) -> dict[int, dict[str, int]]:
         """Each counted interface's counters since add_interface, summed over CPUs, by ifindex,
@@ -159,5 +171,15 @@ class Program:
         }
 
     def close(self) -> None:
-        """Unload: close the programs and maps (whatever is still attached keeps running)."""
-        self._bpf.cleanup()
+        """Close a private set (whatever is still attached keeps running); a given set is its
+        owner's to close."""
+        if self._owned:
+            self.objects.close()
+
+
+def _entries(map_fd: int) -> int:
+    """A map's max_entries, from the kernel's bpf_map_info."""
+    info = (ctypes.c_uint32 * 20)()  # type, id, key_size, value_size, max_entries, ...
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    libbpf.check(libbpf.lib().bpf_obj_get_info_by_fd(map_fd, info, ctypes.byref(size)), "map info")
+    return info[4]

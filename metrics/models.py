@@ -162,7 +162,9 @@ class SamplerRunQuerySet(models.QuerySet):
 
 
 class SamplerRun(CounterColumns):
-    """One life of `runsampler` on one interface; counters are cumulative since it started."""
+    """One interface's counting, from zero; counters are cumulative since it started. A run
+    outlives its sampler process when the kernel's counters do (kernel_token): the next
+    sampler continues it."""
 
     MODES = [
         ("native", "native XDP"),
@@ -190,6 +192,13 @@ class SamplerRun(CounterColumns):
         default=list,
         blank=True,
         help_text="the host total's: the interfaces its latest sample sums; empty for others",
+    )
+    kernel_token = models.BigIntegerField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="ties the run to the kernel's counters, which outlive the sampler (pinned in "
+        "bpffs): a sampler that finds them still counting continues this run",
     )
 
     objects = SamplerRunQuerySet.as_manager()
@@ -257,6 +266,16 @@ class SamplerRun(CounterColumns):
         self.peak_bandwidth_bps = max(self.peak_bandwidth_bps, peak)
         if rec.members is not None:
             self.members = rec.members
+
+    def resume(self, pid: int) -> None:
+        """Continue the run in a new sampler process, from its last sample."""
+        self.pid = pid
+        self.stopped_at = None
+        self.save(update_fields=["pid", "stopped_at"])
+
+    def last_written(self) -> datetime:
+        """When the run's counts were last written: its last sample's end, else its start."""
+        return self.last_sample.timestamp if self.last_sample else self.started_at
 
     def stop(self, stopped_at: datetime) -> None:
         self.stopped_at = stopped_at

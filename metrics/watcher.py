@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 
 from django.db import DatabaseError
 from django.utils import timezone
 
+from bpf.classes import COUNTER_NAMES
 from bpf.loader import PreflightError, TrafficCounter
 from metrics.links import Link, current_links, total_members
-from metrics.models import SamplerRun
+from metrics.models import SamplerRun, this_host
 from metrics.sampler import Sampler
 from metrics.selection import Selection
 
 log = logging.getLogger("netmetrics.sampler")
+
+# What the kernel counts in the kept maps, and so never goes down while a run is continued.
+KERNEL_COUNTED = (*COUNTER_NAMES, "tcp_retransmits")
 
 
 class InterfaceWatcher:
@@ -63,11 +68,21 @@ class InterfaceWatcher:
         self._update_members(links)
 
     def open(self, name: str) -> SamplerRun:
-        """Attach to `name` and start its run; PreflightError (one line) when it cannot be."""
-        mode = self.counter.add(name)
+        """Attach to `name` and start its run, or continue the run its kept counters belong
+        to; PreflightError (one line) when it cannot be."""
+        counted = self.counter.add(name)
         started = time.monotonic()
         try:
-            run = start_run(name, mode, self.counter, self.sampler.interval)
+            run = kept_run(name, counted.token, self.counter, self.sampler.interval, counted.mode)
+            if run is not None:
+                self.counter.resume(name, run.counters())
+                started = since_written(run)
+            else:
+                if counted.token:
+                    self.counter.reset(name)
+                    started = time.monotonic()
+                run = start_run(name, counted.mode, self.counter, self.sampler.interval)
+                self.counter.set_token(name, run.kernel_token or 0)
         except DatabaseError as exc:
             self.counter.remove(name)
             raise PreflightError(f"cannot write its run to the database ({exc})") from None
@@ -92,7 +107,8 @@ class InterfaceWatcher:
 
 def start_run(name: str, mode: str, counter: TrafficCounter, interval: float) -> SamplerRun:
     """An interface's run, once its programs are attached and the mode they got is known; or
-    the host total's (`mode` "host")."""
+    the host total's (`mode` "host"). Its kernel_token is new: the caller sets it beside the
+    counters (TrafficCounter.set_token)."""
     return SamplerRun.objects.create(
         interface=name,
         mode=mode,
@@ -101,4 +117,45 @@ def start_run(name: str, mode: str, counter: TrafficCounter, interval: float) ->
         flow_table=counter.flow_table,
         pid=os.getpid(),
         started_at=timezone.now(),
+        kernel_token=secrets.randbits(63) or 1,
     )
+
+
+def kept_run(
+    name: str, token: int, counter: TrafficCounter, interval: float, mode: str
+) -> SamplerRun | None:
+    """The run that the kernel's kept counters of `name` (or of the host total, `mode` "host")
+    belong to, continued by this process; None when there is none to continue: no token, no
+    such run of this host, other options, or counters below what it wrote (then the counters
+    are not the ones it read)."""
+    if not token:
+        return None
+    run = (
+        SamplerRun.objects.filter(kernel_token=token, interface=name, hostname=this_host())
+        .select_related("last_sample")
+        .first()
+    )
+    options = (mode, counter.egress, interval, counter.flow_table)
+    if run is None or (run.mode, run.egress, run.interval, run.flow_table) != options:
+        log.info("%s: the kept counters belong to no run with these options: counting afresh", name)
+        return None
+    if mode != "host":
+        now = counter.read()[name]
+        if any(now[field] < getattr(run, field) for field in KERNEL_COUNTED):
+            log.warning("%s: the kept counters are below run %d's: counting afresh", name, run.pk)
+            return None
+    run.resume(os.getpid())
+    log.info(
+        "%s: continuing run %d, last written %.1f s ago; what was counted meanwhile is in its "
+        "next sample",
+        name,
+        run.pk,
+        (timezone.now() - run.last_written()).total_seconds(),
+    )
+    return run
+
+
+def since_written(run: SamplerRun) -> float:
+    """The monotonic time at which the run's counts were last written."""
+    age = (timezone.now() - run.last_written()).total_seconds()
+    return time.monotonic() - max(0.0, age)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import logging
 import math
 import os
 import select
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,15 +18,18 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from bpf import capabilities
+from bpf.hooks import detach_leftovers
 from bpf.iface_lock import InterfaceLock
 from bpf.loader import MODES, PreflightError, TrafficCounter, check_interface, preflight
+from bpf.pins import forget_kept, holding_kept
 from bpf.program import DEFAULT_FLOW_TABLE
 from metrics.link_events import LinkEvents
 from metrics.links import current_links
 from metrics.models import HOST_TOTAL, SamplerRun
 from metrics.sampler import Sampler, StatusLog
 from metrics.selection import DEFAULT_EXCLUDE, Selection, SelectionError
-from metrics.watcher import InterfaceWatcher, start_run
+from metrics.watcher import InterfaceWatcher, kept_run, since_written, start_run
 
 log = logging.getLogger("netmetrics.sampler")
 T = TypeVar("T")
@@ -80,6 +85,19 @@ class Command(BaseCommand):
             "TCP throughput on a busy host",
         )
         parser.add_argument(
+            "--persist",
+            action="store_true",
+            help="when stopped, leave the programs attached and counting (pinned in "
+            "/sys/fs/bpf/netmetrics): the next start continues every run where it left off, "
+            "losing nothing; the service runs with it",
+        )
+        parser.add_argument(
+            "--detach",
+            metavar="IFACES",
+            help="remove what a sampler left attached and counting on these interfaces (names "
+            "and patterns; '*' for all), and the pins once nothing is counted; then exit",
+        )
+        parser.add_argument(
             "--flow-table",
             type=int,
             default=DEFAULT_FLOW_TABLE,
@@ -88,6 +106,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, interval: float, mode: str, **options: Any) -> None:
+        if options["detach"] is not None:
+            try:
+                detach_kept(options["detach"])
+            except PreflightError as exc:
+                raise CommandError(str(exc)) from None
+            return
         if not 0.1 <= interval <= 3600:
             raise CommandError("--interval must be between 0.1 and 3600 seconds")
         flow_table = 0 if options["no_flows"] else options["flow_table"]
@@ -110,6 +134,7 @@ class Command(BaseCommand):
             app_ports=settings.NETMETRICS_APP_PORTS,
             flow_table=flow_table,
             tcp_health=not options["no_tcp_health"],
+            persist=options["persist"],
         )
         try:
             preflight(tcp_health=not options["no_tcp_health"])
@@ -121,15 +146,15 @@ class Command(BaseCommand):
             with LinkEvents() as events:
                 links = current_links()
                 with counter, contextlib.ExitStack() as held:
-                    total = None
+                    total, started = None, None
                     if selection.several:
                         # One host total per host: two would add into the same rollups.
                         lock = InterfaceLock(HOST_TOTAL)
                         lock.acquire()
                         held.callback(lock.release)
-                        total = _database(lambda: start_run(HOST_TOTAL, "host", counter, interval))
+                        total, started = _database(lambda: host_total(counter, interval))
                     top = None if not flow_table else settings.NETMETRICS_FLOW_TOP
-                    sampler = Sampler(counter, interval, top, total)
+                    sampler = Sampler(counter, interval, top, total, started)
                     watcher = InterfaceWatcher(counter, sampler, selection)
                     # Names alone: each attaches, or the sampler says why and stops.
                     watcher.sync(links, strict=not selection.patterns and not selection.all)
@@ -144,7 +169,7 @@ class Command(BaseCommand):
                     self.loop(watcher, events)
         except PreflightError as exc:
             raise CommandError(str(exc)) from None
-        log.info("stopped sampling; programs detached")
+        log.info("stopped sampling")
 
     def on_signal(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -184,6 +209,42 @@ def log_choice(selection: Selection, links: dict) -> None:
         )
     for name, reason in sorted(choice.skipped.items()):
         log.info("not counting %s: %s", name, reason)
+
+
+def host_total(counter: TrafficCounter, interval: float) -> tuple[SamplerRun, float]:
+    """The host total's run, continued with its members' kept counters or new, and the
+    monotonic time its counts were last written."""
+    run = kept_run(HOST_TOTAL, counter.token(None), counter, interval, "host")
+    if run is not None:
+        return run, since_written(run)
+    run = start_run(HOST_TOTAL, "host", counter, interval)
+    counter.set_token(None, run.kernel_token or 0)
+    return run, time.monotonic()
+
+
+def detach_kept(spec: str) -> None:
+    """--detach: remove netmetrics' hooks from the interfaces `spec` matches (this network
+    namespace's), their kept counters, and the pins once no interface is counted."""
+    patterns = [part for part in spec.split(",") if part]
+    if not patterns:
+        raise PreflightError("--detach needs interface names or patterns ('*' for all)")
+    lacking = capabilities.missing(tcp_health=False)
+    if lacking:
+        raise PreflightError(f"--detach needs root, or {', '.join(lacking)}")
+    chosen = {
+        ifindex: name
+        for ifindex, name in socket.if_nameindex()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    }
+    with holding_kept():
+        for ifindex in chosen:
+            detach_leftovers(ifindex)
+        removed = forget_kept(lambda ifindex: ifindex in chosen)
+    log.info(
+        "detached %s; %s",
+        ", ".join(chosen.values()) or "nothing (no interface matches)",
+        "pins removed" if removed else "the pins stay for the interfaces still counted",
+    )
 
 
 def _database(query: Callable[[], T]) -> T:
