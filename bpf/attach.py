@@ -170,9 +170,7 @@ def attach_native_xdp(iface: str, ifindex: int, prog_fd: int, mode: str) -> bool
         return False
     if mode == "skb":
         return False
-    if mode == "auto" and driver_name(iface) == "veth":
-        # veth turns off GSO on the peer while a native XDP program is attached (veth_fix_features),
-        # so the peer's TCP would segment in software: far costlier than counting with TC.
+    if mode == "auto" and not native_pays(iface):
         log.info("auto: veth loses GSO under native XDP; %s", _SKB_FALLBACK)
         return False
     # UPDATE_IF_NOEXIST: never replace a program attached since we looked.
@@ -186,6 +184,13 @@ def attach_native_xdp(iface: str, ifindex: int, prog_fd: int, mode: str) -> bool
         )
     log.info("native XDP unavailable on %s (%s); %s", iface, os.strerror(-rc), _SKB_FALLBACK)
     return False
+
+
+def native_pays(iface: str) -> bool:
+    """Whether auto mode counts ingress by native XDP here: not on veth, which turns off GSO on
+    the peer while a native XDP program is attached (veth_fix_features), so the peer's TCP
+    would segment in software: far costlier than counting with TC."""
+    return driver_name(iface) != "veth"
 
 
 def detach_xdp(iface: str, ifindex: int, prog_fd: int) -> None:

@@ -67,7 +67,7 @@ class Build:
     def identity(self) -> dict[str, Any]:
         """The build's options, a digest of its sources, and the kernel it was loaded into."""
         digest = hashlib.sha256()
-        for path in (COUNTING_SOURCE, TCP_HEALTH_SOURCE, Path(__file__)):
+        for path in (COUNTING_SOURCE, TCP_HEALTH_SOURCE, HERE / "classes.py", Path(__file__)):
             digest.update(path.read_bytes())
         return {
             "app_ports": {k: list(v) for k, v in self.app_ports.items()},
@@ -135,12 +135,12 @@ def pin_programs(build: Build, directory: Path) -> None:
         objects.update(
             (name, health[name.encode()].map_fd) for name in ("local_addrs", "retransmits")
         )
+    objects["tokens"] = libbpf.create_array("nm_tokens", 8, TOKENS)
+    # Pinned last: a set whose identity reads back was pinned whole.
     objects["build"] = libbpf.create_array("nm_build", BUILD_MAP_VALUE, 1)
     identity = json.dumps(build.identity()).encode()
-    libbpf.update(
-        objects["build"], ctypes.c_uint32(0), ctypes.create_string_buffer(identity, BUILD_MAP_VALUE)
-    )
-    objects["tokens"] = libbpf.create_array("nm_tokens", 8, TOKENS)
+    value = ctypes.create_string_buffer(identity, BUILD_MAP_VALUE)
+    libbpf.update(objects["build"], ctypes.c_uint32(0), value)
     directory.mkdir(mode=0o700)
     for name, fd in objects.items():
         libbpf.pin(fd, str(directory / name))

@@ -12,18 +12,16 @@ from pathlib import Path
 
 # name: (bit in <linux/capability.h>, what for). Found by running the sampler under setpriv as
 # an unprivileged user and dropping one at a time (README "Running as a service").
-COUNTING = {
+NEEDED = {
     "CAP_BPF": (39, "to create maps and load programs"),
     "CAP_PERFMON": (38, "for the programs' pointer arithmetic on packets and perf events"),
     "CAP_NET_ADMIN": (12, "to attach XDP and TC programs to interfaces"),
+    "CAP_DAC_READ_SEARCH": (
+        2,
+        "to reach its pins in /sys/fs/bpf and the TCP tracepoints' formats in tracefs (both "
+        "root's only)",
+    ),
 }
-TCP_HEALTH = {
-    "CAP_DAC_READ_SEARCH": (2, "to read the TCP tracepoints' formats in tracefs (root's only)"),
-}
-
-
-def needed(tcp_health: bool) -> dict[str, tuple[int, str]]:
-    return {**COUNTING, **(TCP_HEALTH if tcp_health else {})}
 
 
 def effective(status: Path = Path("/proc/self/status")) -> int:
@@ -34,7 +32,7 @@ def effective(status: Path = Path("/proc/self/status")) -> int:
     raise OSError(f"no CapEff line in {status}")
 
 
-def missing(tcp_health: bool, mask: int | None = None) -> list[str]:
+def missing(mask: int | None = None) -> list[str]:
     """The needed capabilities not in `mask` (this process's effective set by default)."""
     mask = effective() if mask is None else mask
-    return [name for name, (bit, _) in needed(tcp_health).items() if not mask >> bit & 1]
+    return [name for name, (bit, _) in NEEDED.items() if not mask >> bit & 1]

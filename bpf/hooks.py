@@ -59,7 +59,9 @@ class InterfaceHooks:
 
         ours = [p for p in attach.xdp_programs(self.ifindex) if p.ours]
         pinned = attach.XdpProgram(program.prog_ids["xdp"], XDP_FUNCTION, "native")
-        xdp_kept = self.mode != "skb" and ours == [pinned]
+        xdp_kept = ours == [pinned] and (
+            self.mode == "native" or (self.mode == "auto" and attach.native_pays(self.iface))
+        )
         native = xdp_kept or attach.attach_native_xdp(
             self.iface, self.ifindex, program.xdp_fd, self.mode
         )

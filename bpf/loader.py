@@ -51,11 +51,11 @@ MODES = ("auto", "native", "skb")
 _IFF_UP = 0x1
 
 
-def preflight(tcp_health: bool = True) -> None:
+def preflight() -> None:
     """Raise PreflightError if the sampler cannot run here; it checks, changing nothing."""
-    lacking = capabilities.missing(tcp_health)
+    lacking = capabilities.missing()
     if lacking:
-        why = capabilities.needed(tcp_health)
+        why = capabilities.NEEDED
         raise PreflightError(
             "netmetrics needs root, or these capabilities that it lacks: "
             + "; ".join(f"{name} {why[name][1]}" for name in lacking)
@@ -179,7 +179,8 @@ class TrafficCounter(attach.Attachable):
             mode = hooks.attach(self._program)
             token = self._program.token(ifindex) if counting and hooks.adopted else 0
             if counting and not token:
-                self._program.add_interface(ifindex)  # attached anew: from zero
+                log.info("%s: its hooks changed since the last sampler: counting afresh", iface)
+                self._program.add_interface(ifindex)
             if self._health:
                 self._health.watch(iface, ifindex, [0] * RTT_BUCKETS if token else None)
         except BaseException as exc:
@@ -277,6 +278,22 @@ class TrafficCounter(attach.Attachable):
             iface: by_ifindex.get(counted.ifindex, {}) for iface, counted in self.counted.items()
         }
 
+    def drop_others(self) -> None:
+        """Detach and forget the interfaces a previous sampler left counting in the kept set
+        that this one does not count (its selection changed, or the interface went away)."""
+        assert self._program is not None
+        mine = {counted.ifindex for counted in self.counted.values()}
+        for ifindex in set(self._program.interfaces()) - mine:
+            try:
+                name = detach_leftovers(ifindex)
+            except PreflightError as exc:  # a live sampler's now: its own to remove
+                log.info("%s", exc)
+                continue
+            self._program.remove_interface(ifindex)
+            log.info(
+                "stopped counting %s: kept by the last sampler, not chosen now", name or ifindex
+            )
+
     def detach(self) -> None:
         """Remove every interface and unload (unpinned); with `persist` and a kept set, leave
         everything attached and counting for the next start instead. Idempotent, and never
@@ -294,10 +311,6 @@ class TrafficCounter(attach.Attachable):
         else:
             for iface in list(self._hooks):
                 self.remove(iface)
-            for ifindex in self._program.interfaces():  # a previous sampler's, not taken now
-                try:
-                    detach_leftovers(ifindex)
-                except PreflightError as exc:  # a live sampler's now: its own to remove
-                    log.info("%s", exc)
+            self.drop_others()
             self._objects.remove()
         self._objects, self._program, self._health = None, None, None

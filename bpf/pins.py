@@ -55,7 +55,7 @@ def mount_bpffs() -> None:
     if result.returncode != 0 or not _is_bpffs(bpffs):
         raise PreflightError(
             f"bpffs is not mounted at {bpffs} and mounting it failed ({result.stderr.strip()}): "
-            f"mount -t bpf bpf {bpffs}"
+            f"mount -t bpf -o mode=700 bpf {bpffs}"
         )
 
 
@@ -137,7 +137,8 @@ class Objects:
     def private(cls, build: Build) -> Objects:
         """A set for this process alone: pinned only long enough to open it."""
         mount_bpffs()
-        directory = PIN_ROOT / f".private-{os.getpid()}-{id(build):x}"
+        # No dots: bpffs refuses names with one.
+        directory = PIN_ROOT / f"private-{os.getpid()}-{id(build):x}"
         _build(build, directory)
         try:
             fds = _open_all(directory)
@@ -160,7 +161,7 @@ class Objects:
         self.close()
         if kept:
             remove(directory)
-            log.info("removed the programs and counters pinned in %s", directory)
+            log.debug("removed the programs and counters pinned in %s", directory)
 
 
 def _build(build: Build, directory: Path) -> None:

@@ -74,8 +74,15 @@ do_uninstall() {
     fi
 
     if [ -d /run/systemd/system ]; then
-        systemctl stop "${SERVICES[@]}" 2>/dev/null || true  # the sampler detaches its programs
+        systemctl stop "${SERVICES[@]}" 2>/dev/null || true
     fi
+    # The sampler leaves its programs attached and counting when it stops (--persist): remove
+    # them from every interface, with their pins.
+    if [ -x "$PREFIX/.venv/bin/python" ]; then
+        (cd "$PREFIX" && .venv/bin/python manage.py runsampler --detach '*' 2>&1 | sed "s/^/$action: /") ||
+            die "could not detach the sampler's programs (see above); nothing was removed"
+    fi
+    rm -rf /sys/fs/bpf/netmetrics
     for unit in "${SERVICES[@]}"; do
         if [ -e "$UNITS/$unit" ]; then
             systemctl disable "$unit" 2>&1 | sed "s/^/$action: /"

@@ -23,8 +23,10 @@ from pathlib import Path
 UDP_PAYLOAD = 100
 UDP_FRAME = 14 + 20 + 8 + UDP_PAYLOAD  # Ethernet, IPv4 and UDP headers
 _SEND = (
-    "import socket, sys\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-    f"for _ in range(int(sys.argv[2])): u.sendto(b'x' * {UDP_PAYLOAD}, (sys.argv[1], 9))"
+    "import socket, sys, time\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "for _ in range(int(sys.argv[2])):\n"
+    f"    u.sendto(b'x' * {UDP_PAYLOAD}, (sys.argv[1], 9))\n"
+    "    time.sleep(float(sys.argv[3]))"
 )
 
 
@@ -49,7 +51,13 @@ class VethPair:
     def send_udp(self, count: int) -> None:
         """`count` UDP datagrams of UDP_PAYLOAD bytes (UDP_FRAME on the wire) from the namespace
         into the host end, to port 9 (nobody listens: the host's ICMP answers are its egress)."""
-        sh(*self.in_namespace(sys.executable, "-c", _SEND, self.host_ip, str(count)))
+        assert self.sending_udp(count, 0.0).wait() == 0
+
+    def sending_udp(self, count: int, pause: float) -> subprocess.Popen[bytes]:
+        """send_udp in the background, with a pause of `pause` seconds after each datagram."""
+        return subprocess.Popen(
+            self.in_namespace(sys.executable, "-c", _SEND, self.host_ip, str(count), str(pause))
+        )
 
     def on_host(self, *args: str) -> list[str]:
         """A command line run where the host end is."""

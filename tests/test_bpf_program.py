@@ -23,9 +23,10 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
+from bpf.build import counting_cflags
 from bpf.classes import CLASSES, COUNTER_NAMES, DEFAULT_APP_PORTS, TCP_FLAG_CLASSES, counter_name
 from bpf.prog_test_run import TEST_RUN_IFINDEX, prog_test_run
-from bpf.program import Program, _cflags, app_port_masks
+from bpf.program import Program, app_port_masks
 
 XDP_PASS = 2
 TC_ACT_UNSPEC = 0xFFFFFFFF  # -1 as the u32 the test run reports
@@ -498,7 +499,7 @@ def test_app_port_masks_reject_bad_input() -> None:
 @pytest.mark.parametrize("flow_table", [0, 1024])
 def test_the_flag_mask_macro_is_tcp_flag_classes(flow_table: int) -> None:
     """The C program's TCP_FLAG_CLASSES, which count once per aggregate, are bpf/classes.py's."""
-    (value,) = [f for f in _cflags(flow_table) if f.startswith("-DTCP_FLAG_CLASSES=")]
+    (value,) = [f for f in counting_cflags(flow_table) if f.startswith("-DTCP_FLAG_CLASSES=")]
     mask = int(value.removeprefix("-DTCP_FLAG_CLASSES=").removesuffix("U"), 0)
     assert {cls for i, cls in enumerate(CLASSES) if mask >> i & 1} == set(TCP_FLAG_CLASSES)
     assert mask < 1 << len(CLASSES)

@@ -367,21 +367,25 @@ def test_gso_aggregates_count_as_their_wire_packets(pair, env, tmp_path, mode) -
 
 
 @pytest.mark.parametrize(("killed_mode", "next_mode"), [("native", "auto"), ("skb", "native")])
-def test_sigkill_leaves_programs_that_the_next_start_replaces(
+def test_sigkill_leaves_programs_that_a_start_in_another_mode_replaces(
     pair, env, tmp_path, killed_mode, next_mode
 ) -> None:
+    """A killed sampler's hooks keep counting (tests/test_restarts.py continues them); a start
+    that wants the other ingress hook replaces it, keeps the egress filter, and counts afresh."""
     killed = start_sampler(env, pair, tmp_path / "killed.log", "--mode", killed_mode)
     killed.stop(signal.SIGKILL)
     # A SIGKILLed sampler cannot detach: its programs linger, the clsact qdisc too.
     ingress_by_xdp = killed_mode == "native"
     assert bool(pair.xdp()) == ingress_by_xdp, pair.attached()
     assert ("netmetrics_tcin" in pair.attached()) != ingress_by_xdp, pair.attached()
-    assert "netmetrics_tc " in pair.filters("egress"), pair.attached()
+    egress = pair.filters("egress")
+    assert "netmetrics_tc " in egress, pair.attached()
 
     restarted = start_sampler(env, pair, tmp_path / "restarted.log", "--mode", next_mode)
     try:
         output = restarted.output()
-        assert "replacing a netmetrics egress filter" in output, output
+        assert "its hooks changed since the last sampler: counting afresh" in output, output
+        assert pair.filters("egress") == egress  # the same program, never detached
         if ingress_by_xdp:  # auto on veth counts ingress with TC: the XDP leftover goes
             assert "removing a netmetrics XDP program" in output, output
             assert "auto: veth loses GSO under native XDP" in output, output

@@ -40,12 +40,21 @@ class FakeCounter(Attachable):
     def attach(self) -> None:
         self.log.append("compile")
 
-    def add(self, iface: str) -> str:
+    def add(self, iface: str) -> Counted:
         self.log.append(f"add {iface} (runs: {SamplerRun.objects.count()})")
         if self.refuse:
             raise PreflightError(self.refuse)
         self.counted[iface] = Counted(LINKS[iface].ifindex, "skb")
-        return "skb"
+        return self.counted[iface]
+
+    def token(self, iface: str | None) -> int:
+        return 0  # no counters kept from an earlier sampler (tests/test_restarts.py has those)
+
+    def set_token(self, iface: str | None, token: int) -> None:
+        assert token
+
+    def drop_others(self) -> None:
+        """Nothing was kept from an earlier sampler."""
 
     def remove(self, iface: str) -> None:
         self.log.append(f"remove {iface}")
@@ -82,9 +91,7 @@ def fake(monkeypatch, tmp_path) -> Iterator[type[FakeCounter]]:
     monkeypatch.setattr("bpf.iface_lock.LOCK_DIR", tmp_path)  # the host total's lock
     FakeCounter.refuse = None
     monkeypatch.setattr(f"{COMMAND}.TrafficCounter", FakeCounter)
-    monkeypatch.setattr(
-        f"{COMMAND}.preflight", lambda tcp_health: FakeCounter.log.append("preflight")
-    )
+    monkeypatch.setattr(f"{COMMAND}.preflight", lambda: FakeCounter.log.append("preflight"))
     monkeypatch.setattr(f"{COMMAND}.check_interface", lambda iface: None)
     monkeypatch.setattr(f"{COMMAND}.current_links", lambda: LINKS)
     monkeypatch.setattr("metrics.watcher.current_links", lambda: LINKS)

@@ -11,6 +11,7 @@ they write /opt/netmetrics, /etc/netmetrics, /var/lib/netmetrics and a system us
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from bpf import capabilities, tcp_health
+from bpf.pins import kept_directory
 from tests.netns import UDP_FRAME, VethPair, veth_pair
 from tests.processes import ROOT, db_rows, migrated_env, wait_for
 
@@ -95,7 +97,7 @@ def test_the_units_verify(requires_systemd) -> None:
 
 
 def test_the_sampler_unit_has_the_capabilities_the_sampler_checks_for() -> None:
-    assert unit_caps("sampler") == list(capabilities.needed(tcp_health=True))
+    assert unit_caps("sampler") == list(capabilities.NEEDED)
     assert unit("web")["CapabilityBoundingSet"] == [""] and unit("web")["AmbientCapabilities"] == [
         ""
     ]
@@ -109,32 +111,66 @@ def pair(requires_bpf) -> Iterator[VethPair]:
         yield pair
 
 
-def test_the_sampler_counts_exactly_with_only_its_units_capabilities(pair, scratch) -> None:
-    env = user_env(scratch)
-    argv = command("sampler", NETMETRICS_SAMPLER_ARGS=["--iface", pair.host_iface])
-    log = scratch / "sampler.log"
+def prepare_bpffs() -> None:
+    """The sampler unit's ExecStartPre ("+": as root), for the test's user instead of
+    netmetrics: bpffs, and the sampler's directory in it."""
+    [line] = unit("sampler")["ExecStartPre"]
+    script = shlex.split(line.removeprefix("+"))
+    script = [word.replace("netmetrics:netmetrics", f"{NOBODY}:{NOBODY}") for word in script]
+    subprocess.run(script, check=True)
+
+
+def start_unit_sampler(env: dict[str, str], scratch: Path, argv: list[str], log: Path):
     with log.open("w") as out:
         proc = subprocess.Popen(
             as_unit_user(unit_caps("sampler"), scratch / "run", *argv),
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    wait_for(lambda: proc.poll() is not None or "sampling every" in log.read_text(), 60,
+             "the sampler to start")  # fmt: skip
+    assert proc.poll() is None, log.read_text()
+    return proc
+
+
+def test_the_sampler_counts_exactly_with_only_its_units_capabilities(pair, scratch) -> None:
+    """As the unit runs it: counts exactly; a stop and a start (systemctl restart) lose
+    nothing, since --persist leaves the counters counting; --detach, as the same user, then
+    removes every program and pin."""
+    env = user_env(scratch)
+    prepare_bpffs()
+    argv = command("sampler", NETMETRICS_SAMPLER_ARGS=["--iface", pair.host_iface])
+    assert "--persist" in argv
+    query = "SELECT pid, rx_total_packets, rx_total_bytes FROM metrics_samplerrun"
+    proc = start_unit_sampler(env, scratch, argv, scratch / "first.log")
     try:
-        wait_for(lambda: proc.poll() is not None or "sampling every" in log.read_text(), 60,
-                 "the sampler to start")  # fmt: skip
-        assert proc.poll() is None, log.read_text()
         assert "netmetrics_tc" in pair.filters("egress")
         pair.send_udp(10)
-        query = "SELECT rx_total_packets, rx_total_bytes FROM metrics_samplerrun WHERE pid = ?"
-        wait_for(lambda: db_rows(env, query, proc.pid) == [(10, 10 * UDP_FRAME)], 10,
+        wait_for(lambda: db_rows(env, query) == [(proc.pid, 10, 10 * UDP_FRAME)], 10,
                  "the 10 datagrams in the run")  # fmt: skip
     finally:
         proc.terminate()
-        assert proc.wait(30) == 0, log.read_text()
+        assert proc.wait(30) == 0, (scratch / "first.log").read_text()
+    assert "netmetrics_tc" in pair.filters("egress")  # still counting
+    pair.send_udp(5)
+    proc = start_unit_sampler(env, scratch, argv, scratch / "second.log")
+    try:
+        wait_for(lambda: db_rows(env, query) == [(proc.pid, 15, 15 * UDP_FRAME)], 10,
+                 "the 5 sent in between, in the same run")  # fmt: skip
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, (scratch / "second.log").read_text()
+    detach = [*argv[: argv.index("--persist")], "--detach", pair.host_iface]
+    result = subprocess.run(
+        as_unit_user(unit_caps("sampler"), scratch / "run", *detach),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
     assert pair.attached() == "", pair.attached()
+    assert not kept_directory().exists()
     assert (scratch / "run").stat().st_uid == NOBODY and not list((scratch / "run").iterdir())
 
 
-@pytest.mark.parametrize("dropped", list(capabilities.needed(tcp_health=True)))
+@pytest.mark.parametrize("dropped", list(capabilities.NEEDED))
 def test_without_one_capability_the_sampler_says_which(requires_bpf, scratch, dropped: str) -> None:
     env = user_env(scratch)
     caps = [cap for cap in unit_caps("sampler") if cap != dropped]
@@ -146,14 +182,12 @@ def test_without_one_capability_the_sampler_says_which(requires_bpf, scratch, dr
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("CommandError: netmetrics needs root, or these capabilities")
     assert f"that it lacks: {dropped} " in result.stderr, result.stderr
-    assert [cap for cap in capabilities.needed(True) if cap in result.stderr] == [dropped]
+    assert [cap for cap in capabilities.NEEDED if cap in result.stderr] == [dropped]
 
 
-def test_tcp_health_alone_needs_dac_read_search() -> None:
-    counting = sum(1 << bit for bit, _ in capabilities.COUNTING.values())
-    assert capabilities.missing(tcp_health=False, mask=counting) == []
-    assert capabilities.missing(tcp_health=True, mask=counting) == ["CAP_DAC_READ_SEARCH"]
-    assert capabilities.missing(tcp_health=True, mask=(1 << 64) - 1) == []  # root
+def test_root_lacks_nothing() -> None:
+    assert capabilities.missing(mask=(1 << 64) - 1) == []
+    assert capabilities.missing(mask=0) == list(capabilities.NEEDED)
 
 
 @pytest.fixture
@@ -189,7 +223,7 @@ def make(target: str, **env: str) -> str:
     return result.stdout
 
 
-def test_install_twice_serve_then_uninstall_leaves_nothing(installing) -> None:
+def test_install_twice_serve_then_uninstall_leaves_nothing(installing, pair) -> None:
     try:
         make("install")
         assert all(path.exists() for path in INSTALLED), [p for p in INSTALLED if not p.exists()]
@@ -203,14 +237,45 @@ def test_install_twice_serve_then_uninstall_leaves_nothing(installing) -> None:
         assert all(p.stat().st_uid == uid for p in (data, data / "netmetrics.sqlite3"))
         assert Path(PREFIX, ".venv").stat().st_uid == 0  # the service's code is root's
         assert web_unit_answers() == 200
+        installed_sampler_persists(pair)
     finally:
         out = make("uninstall")
     assert "kept /etc/netmetrics and /var/lib/netmetrics" in out
+    assert pair.attached() == "" and not Path("/sys/fs/bpf/netmetrics").exists(), out
     assert [p for p in INSTALLED if p.exists()] == [INSTALLED[2], INSTALLED[3]]
     make("uninstall")  # idempotent
     make("uninstall", PURGE="1")
     assert [p for p in INSTALLED if p.exists()] == []
     assert subprocess.run(["id", "netmetrics"], capture_output=True).returncode != 0
+
+
+def installed_sampler_persists(pair: VethPair) -> None:
+    """The installed sampler, as the unit runs it (--persist) but as root, stopped: it leaves
+    its programs and pins for uninstall to remove."""
+    argv = [
+        word.replace("$NETMETRICS_SAMPLER_ARGS", f"--iface={pair.host_iface}")
+        for word in unit("sampler")["ExecStart"][0].split()
+    ]
+    log = Path(tempfile.mkdtemp()) / "sampler.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, cwd=PREFIX, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **config_env()})  # fmt: skip
+    try:
+        wait_for(lambda: proc.poll() is not None or "sampling every" in log.read_text(), 60,
+                 "the installed sampler")  # fmt: skip
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, log.read_text()
+    assert "netmetrics_tc" in pair.filters("egress") and Path("/sys/fs/bpf/netmetrics").exists()
+
+
+def config_env() -> dict[str, str]:
+    """The installed configuration file's settings."""
+    return dict(
+        line.split("=", 1)
+        for line in Path(unit("web")["EnvironmentFile"][0]).read_text().splitlines()
+        if line and not line.startswith("#")
+    )
 
 
 def web_unit_answers() -> int:
@@ -219,11 +284,7 @@ def web_unit_answers() -> int:
     import http.client
 
     settings = unit("web")
-    env = dict(
-        line.split("=", 1)
-        for line in Path(settings["EnvironmentFile"][0]).read_text().splitlines()
-        if line and not line.startswith("#")
-    )
+    env = config_env()
     argv = [
         env.get(word[2:-1], word) if word.startswith("${") else word
         for word in settings["ExecStart"][0].split()

@@ -137,7 +137,7 @@ class Command(BaseCommand):
             persist=options["persist"],
         )
         try:
-            preflight(tcp_health=not options["no_tcp_health"])
+            preflight()
             if not selection.patterns and not selection.all:
                 for name in selection.names:  # names alone: each must be there, and up
                     check_interface(name)
@@ -158,6 +158,7 @@ class Command(BaseCommand):
                     watcher = InterfaceWatcher(counter, sampler, selection)
                     # Names alone: each attaches, or the sampler says why and stops.
                     watcher.sync(links, strict=not selection.patterns and not selection.all)
+                    counter.drop_others()
                     log_choice(selection, links)  # after the attach errors, which end it
                     log.info(
                         "sampling every %gs, egress %s, flows %s, host total %s",
@@ -228,7 +229,7 @@ def detach_kept(spec: str) -> None:
     patterns = [part for part in spec.split(",") if part]
     if not patterns:
         raise PreflightError("--detach needs interface names or patterns ('*' for all)")
-    lacking = capabilities.missing(tcp_health=False)
+    lacking = capabilities.missing()
     if lacking:
         raise PreflightError(f"--detach needs root, or {', '.join(lacking)}")
     chosen = {
