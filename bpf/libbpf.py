@@ -162,11 +162,23 @@ def check(rc: int, what: str) -> int:
     return rc
 
 
+# Names of the programs this process loaded or opened from their pins, by id: known without
+# opening a program by id, which takes CAP_SYS_ADMIN (the service does not have it).
+_NAMES: dict[int, str] = {}
+
+
+def remember_name(prog_fd: int, name: str) -> None:
+    _NAMES[prog_id(prog_fd)] = name
+
+
 def prog_name(prog_id: int) -> str | None:
-    """Name of the loaded program with this id, None when it is gone (it may unload any time)."""
+    """Name of the loaded program with this id; None when it is gone (it may unload any time),
+    or when it is none this process knows and it may not open programs by id."""
+    if prog_id in _NAMES:
+        return _NAMES[prog_id]
     fd = lib().bpf_prog_get_fd_by_id(prog_id)
     if fd < 0:
-        if fd == -errno.ENOENT:
+        if fd in (-errno.ENOENT, -errno.EPERM):
             return None
         check(fd, f"cannot open BPF program id {prog_id}")
     try:

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from bpf import libbpf
-from bpf.build import BUILD_MAP_VALUE, MAX_IFINDEX, MAX_INTERFACES, Build
+from bpf.build import (
+    BUILD_MAP_VALUE,
+    MAX_IFINDEX,
+    MAX_INTERFACES,
+    TC_FUNCTIONS,
+    XDP_FUNCTION,
+    Build,
+)
 from bpf.errors import PreflightError
 from bpf.iface_lock import InterfaceLock, namespace_suffix
 from bpf.interface_table import SlotTable
@@ -79,6 +86,7 @@ class Objects:
         self.fds = fds
         self.reused = reused
         self._lock = lock  # held while the kept set is ours; None for a private set
+        _remember_names(fds)
 
     @property
     def kept(self) -> bool:
@@ -124,12 +132,14 @@ class Objects:
                 for key in wanted
                 if found.get(key) != wanted[key]
             )
+            remember_pinned_names(directory)  # what the new ones replace is ours too
             log.warning(
                 "replacing the programs pinned in %s: %s; counting afresh",
                 directory,
                 changed or "unreadable",
             )
             remove(directory)
+        log.debug("compiling the programs and pinning them in %s", directory)
         _build(build, directory)
         return cls(directory, _open_all(directory), False, lock)
 
@@ -162,6 +172,27 @@ class Objects:
         if kept:
             remove(directory)
             log.debug("removed the programs and counters pinned in %s", directory)
+
+
+# The programs' pins and their names in the kernel: by these, what a set left attached is ours.
+_PROGRAMS = {"xdp": XDP_FUNCTION, **{f"tc_{side}": name for side, name in TC_FUNCTIONS.items()}}
+
+
+def _remember_names(fds: dict[str, int]) -> None:
+    for pin, name in _PROGRAMS.items():
+        if pin in fds:
+            libbpf.remember_name(fds[pin], name)
+
+
+def remember_pinned_names(directory: Path) -> None:
+    """Know the programs pinned in `directory` as ours (nothing if it is not there)."""
+    try:
+        fds = _open_all(directory) if directory.is_dir() else {}
+    except PreflightError:  # half-built: nothing of it was attached
+        return
+    _remember_names(fds)
+    for fd in fds.values():
+        os.close(fd)
 
 
 def _build(build: Build, directory: Path) -> None:

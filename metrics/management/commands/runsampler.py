@@ -22,7 +22,7 @@ from bpf import capabilities
 from bpf.hooks import detach_leftovers
 from bpf.iface_lock import InterfaceLock
 from bpf.loader import MODES, PreflightError, TrafficCounter, check_interface, preflight
-from bpf.pins import forget_kept, holding_kept
+from bpf.pins import forget_kept, holding_kept, kept_directory, remember_pinned_names
 from bpf.program import DEFAULT_FLOW_TABLE
 from metrics.link_events import LinkEvents
 from metrics.links import current_links
@@ -238,6 +238,7 @@ def detach_kept(spec: str) -> None:
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
     }
     with holding_kept():
+        remember_pinned_names(kept_directory())
         for ifindex in chosen:
             detach_leftovers(ifindex)
         removed = forget_kept(lambda ifindex: ifindex in chosen)
