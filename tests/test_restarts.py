@@ -150,3 +150,31 @@ def test_detach_refuses_while_a_sampler_runs(pair, env, tmp_path) -> None:
     finally:
         assert sampler.stop() == 0
     assert pair.attached() == ""
+
+
+def test_a_second_sampler_counts_on_its_own_and_detach_all_leaves_it_alone(
+    pair, env, tmp_path
+) -> None:
+    """One sampler holds the pinned set; a second one at the same time gets a private set,
+    counts exactly all the same, and is left alone by `--detach '*'`."""
+    with veth_pair(index=6) as other:
+        first = start(env, pair, tmp_path / "first.log", "--persist")
+        second = Managed(env, tmp_path / "second.log", "runsampler", "--iface", other.host_iface)
+        try:
+            wait_for(lambda: "sampling every" in second.output(), 60, "the second sampler")
+            assert f"another sampler (pid {first.pid}) keeps the pinned counters" in (
+                second.output()
+            )
+            other.send_udp(7)
+            counted(env, other, 7)
+            assert first.stop() == 0, first.output()
+            result = detach(env, "*")
+            assert result.returncode == 0, result.stderr
+            assert f"left {other.host_iface} alone: another netmetrics sampler" in result.stderr
+            assert pair.attached() == "" and not kept_directory().exists(), result.stderr
+            assert "netmetrics_tc " in other.filters("egress")
+            other.send_udp(4)
+            counted(env, other, 11)
+        finally:
+            assert second.stop() == 0, second.output()
+        assert other.attached() == ""

@@ -52,13 +52,27 @@ def unit_caps(name: str) -> list[str]:
     return ambient
 
 
+# In a mount namespace of its own, as the sampler unit sets it up: `rundir` ($0) as its
+# RuntimeDirectory /run/netmetrics; bpffs read-only (ProtectKernelTunables makes all of /sys
+# so) but for /sys/fs/bpf/netmetrics (ReadWritePaths), where its pins go.
+SANDBOX = """
+mount --bind "$0" /run/netmetrics || exit 1
+if mountpoint -q /sys/fs/bpf && [ -d /sys/fs/bpf/netmetrics ]; then
+    mount -o remount,bind,ro /sys/fs/bpf || exit 1
+    mount --bind /sys/fs/bpf/netmetrics /sys/fs/bpf/netmetrics || exit 1
+    mount -o remount,bind,rw /sys/fs/bpf/netmetrics || exit 1
+fi
+exec "$@"
+"""
+
+
 def as_unit_user(caps: list[str], rundir: Path, *argv: str) -> list[str]:
-    """argv as an unprivileged user with exactly `caps` (inheritable, ambient, bounding), with
-    `rundir` as its /run/netmetrics."""
+    """argv as an unprivileged user with exactly `caps` (inheritable, ambient, bounding), in
+    the SANDBOX."""
     names = ",".join(["-all", *(f"+{cap.removeprefix('CAP_').lower()}" for cap in caps)])
     return [
         "unshare", "--mount", "--propagation", "private",
-        "sh", "-c", 'mount --bind "$0" /run/netmetrics && exec "$@"', str(rundir),
+        "sh", "-c", SANDBOX, str(rundir),
         "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
         f"--inh-caps={names}", f"--ambient-caps={names}", f"--bounding-set={names}",
         *argv,

@@ -237,14 +237,21 @@ def detach_kept(spec: str) -> None:
         for ifindex, name in socket.if_nameindex()
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
     }
+    held = set()
     with holding_kept():
         remember_pinned_names(kept_directory())
-        for ifindex in chosen:
-            detach_leftovers(ifindex)
-        removed = forget_kept(lambda ifindex: ifindex in chosen)
+        for ifindex, name in chosen.items():
+            try:
+                detach_leftovers(ifindex)
+            except PreflightError as exc:  # a live sampler's, not a stopped one's
+                if name in patterns:
+                    raise
+                log.warning("left %s alone: %s", name, exc)
+                held.add(ifindex)
+        removed = forget_kept(lambda ifindex: ifindex in chosen and ifindex not in held)
     log.info(
         "detached %s; %s",
-        ", ".join(chosen.values()) or "nothing (no interface matches)",
+        ", ".join(n for i, n in chosen.items() if i not in held) or "nothing",
         "pins removed" if removed else "the pins stay for the interfaces still counted",
     )
 
