@@ -2,15 +2,15 @@
 classifier on egress.
 
 All of it goes through libbpf's netlink calls (bpf_xdp_*, bpf_tc_*) by ctypes, with the program's
-file descriptor. Why not iproute2's `tc`: it can only take a program from an ELF file or one pinned
-in bpffs, which is not mounted everywhere (it is not here) and would leave pinned files to clean up
-after a crash; libbpf.so.1 comes with iproute2 and BCC on Debian anyway, it needs nothing new, and
-it gives exact handles: each TC filter has a fixed handle and priority of its own, and XDP is
-detached only if the program there is still ours (XDP_FLAGS_REPLACE with our fd).
+file descriptor. Why not iproute2's `tc`: it takes a program from an ELF file or a pin only, and
+libbpf.so.1 (which comes with iproute2 and BCC on Debian anyway) gives exact handles: each TC
+filter has a fixed handle and priority of its own, and XDP is detached only if the program there
+is still ours (XDP_FLAGS_REPLACE with our fd).
 
-Leftovers of a sampler that was SIGKILLed are recognised by program name (netmetrics_xdp in any
-XDP mode, since older samplers also used generic XDP; netmetrics_tcin and netmetrics_tc at our TC
-places; read back from the kernel by program id); programs of other tools are never removed. Only
+What a sampler left attached (killed, or stopped with --persist) is recognised by program name
+(netmetrics_xdp in any XDP mode, since older samplers also used generic XDP; netmetrics_tcin and
+netmetrics_tc at our TC places), by program id: libbpf.prog_name knows the pinned sets' programs,
+and asks the kernel for others; programs of other tools are never removed. Only
 `tc filter show` is run, to see whether a clsact qdisc we created has emptied.
 """
 

@@ -1,8 +1,8 @@
 """The kernel objects a sampler uses, opened from bpffs: built once by a child (bpf/build.py),
 kept across restarts, replaced when the build changes.
 
-    objects = Objects.kept(build)     # /sys/fs/bpf/netmetrics/sampler: reused or (re)built
-    objects = Objects.private(build)  # built for this process alone: nothing stays pinned
+    objects = Objects.kept_or_private(build)  # /sys/fs/bpf/netmetrics/sampler: reused or built
+    objects = Objects.private(build)          # built for this process alone: nothing stays pinned
     objects.fd("counters")            # an open file descriptor, by the name bpf/build.py pins
     objects.close()                   # closes the fds; pins stay (remove() removes them)
 
@@ -76,15 +76,11 @@ def _is_bpffs(path: Path) -> bool:
 
 
 class Objects:
-    """Open fds of a set's pinned objects, by name; `reused` says whether they were there
-    before this start (counters kept) or were just built."""
+    """Open fds of a set's pinned objects, by name."""
 
-    def __init__(
-        self, directory: Path, fds: dict[str, int], reused: bool, lock: InterfaceLock | None
-    ) -> None:
+    def __init__(self, directory: Path, fds: dict[str, int], lock: InterfaceLock | None) -> None:
         self.directory = directory
         self.fds = fds
-        self.reused = reused
         self._lock = lock  # held while the kept set is ours; None for a private set
         _remember_names(fds)
 
@@ -126,7 +122,7 @@ class Objects:
             found = _identity(directory)
             if found == wanted:
                 log.info("reusing the programs and counters pinned in %s", directory)
-                return cls(directory, _open_all(directory), True, lock)
+                return cls(directory, _open_all(directory), lock)
             changed = ", ".join(
                 f"{key} {found.get(key)!r} -> {wanted[key]!r}"
                 for key in wanted
@@ -141,7 +137,7 @@ class Objects:
             remove(directory)
         log.debug("compiling the programs and pinning them in %s", directory)
         _build(build, directory)
-        return cls(directory, _open_all(directory), False, lock)
+        return cls(directory, _open_all(directory), lock)
 
     @classmethod
     def private(cls, build: Build) -> Objects:
@@ -154,7 +150,7 @@ class Objects:
             fds = _open_all(directory)
         finally:
             remove(directory)
-        return cls(directory, fds, False, None)
+        return cls(directory, fds, None)
 
     def close(self) -> None:
         """Close the fds and let go of the kept set (its pins stay)."""
