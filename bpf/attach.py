@@ -118,8 +118,8 @@ def xdp_programs(ifindex: int) -> list[XdpProgram]:
 
 def detach_xdp_by_id(ifindex: int, program: XdpProgram) -> None:
     """Detach this very program (by fd, so a program attached meanwhile stays)."""
-    fd = libbpf.lib().bpf_prog_get_fd_by_id(program.prog_id)
-    if fd < 0:
+    fd = libbpf.prog_fd(program.prog_id)
+    if fd is None:
         return  # gone already
     try:
         opts = libbpf.XdpAttachOpts(old_prog_fd=fd)

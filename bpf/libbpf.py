@@ -162,25 +162,40 @@ def check(rc: int, what: str) -> int:
     return rc
 
 
-# Names of the programs this process loaded or opened from their pins, by id: known without
-# opening a program by id, which takes CAP_SYS_ADMIN (the service does not have it).
-_NAMES: dict[int, str] = {}
+# The programs of the pinned sets this process has open, by id: (name, fd). Their names and fds
+# are known without opening a program by id, which takes CAP_SYS_ADMIN (the service lacks it).
+_KNOWN: dict[int, tuple[str, int]] = {}
 
 
-def remember_name(prog_fd: int, name: str) -> None:
-    _NAMES[prog_id(prog_fd)] = name
+def know(prog_fd: int, name: str) -> int:
+    """Know an open program (until forget()); its id."""
+    known_id = prog_id(prog_fd)
+    _KNOWN[known_id] = (name, prog_fd)
+    return known_id
+
+
+def forget(known_id: int) -> None:
+    _KNOWN.pop(known_id, None)
+
+
+def prog_fd(prog_id: int) -> int | None:
+    """A new fd of the loaded program with this id (the caller closes it); None when it is gone
+    or, being none this process knows, it may not be opened by id."""
+    if prog_id in _KNOWN:
+        return os.dup(_KNOWN[prog_id][1])
+    fd = lib().bpf_prog_get_fd_by_id(prog_id)
+    if fd in (-errno.ENOENT, -errno.EPERM):
+        return None
+    return check(fd, f"cannot open BPF program id {prog_id}")
 
 
 def prog_name(prog_id: int) -> str | None:
-    """Name of the loaded program with this id; None when it is gone (it may unload any time),
-    or when it is none this process knows and it may not open programs by id."""
-    if prog_id in _NAMES:
-        return _NAMES[prog_id]
-    fd = lib().bpf_prog_get_fd_by_id(prog_id)
-    if fd < 0:
-        if fd in (-errno.ENOENT, -errno.EPERM):
-            return None
-        check(fd, f"cannot open BPF program id {prog_id}")
+    """Name of the loaded program with this id; None as prog_fd() says."""
+    if prog_id in _KNOWN:
+        return _KNOWN[prog_id][0]
+    fd = prog_fd(prog_id)
+    if fd is None:
+        return None
     try:
         info = ProgInfo()
         size = ctypes.c_uint32(ctypes.sizeof(info))

@@ -82,7 +82,7 @@ class Objects:
         self.directory = directory
         self.fds = fds
         self._lock = lock  # held while the kept set is ours; None for a private set
-        _remember_names(fds)
+        self._known = [libbpf.know(fds[pin], name) for pin, name in _PROGRAMS.items() if pin in fds]
 
     @property
     def kept(self) -> bool:
@@ -128,12 +128,14 @@ class Objects:
                 for key in wanted
                 if found.get(key) != wanted[key]
             )
-            remember_pinned_names(directory)  # what the new ones replace is ours too
             log.warning(
                 "replacing the programs pinned in %s: %s; counting afresh",
                 directory,
                 changed or "unreadable",
             )
+            with opened(directory) as old:
+                if old is not None:
+                    detach_everywhere(old)
             remove(directory)
         log.debug("compiling the programs and pinning them in %s", directory)
         _build(build, directory)
@@ -154,6 +156,8 @@ class Objects:
 
     def close(self) -> None:
         """Close the fds and let go of the kept set (its pins stay)."""
+        for known_id in self._known:
+            libbpf.forget(known_id)
         for fd in self.fds.values():
             os.close(fd)
         self.fds = {}
@@ -174,21 +178,33 @@ class Objects:
 _PROGRAMS = {"xdp": XDP_FUNCTION, **{f"tc_{side}": name for side, name in TC_FUNCTIONS.items()}}
 
 
-def _remember_names(fds: dict[str, int]) -> None:
-    for pin, name in _PROGRAMS.items():
-        if pin in fds:
-            libbpf.remember_name(fds[pin], name)
-
-
-def remember_pinned_names(directory: Path) -> None:
-    """Know the programs pinned in `directory` as ours (nothing if it is not there)."""
+@contextlib.contextmanager
+def opened(directory: Path) -> Iterator[Objects | None]:
+    """The set pinned in `directory`, open inside (None if there is none or it is half-built),
+    for a caller that holds it (holding_kept)."""
     try:
-        fds = _open_all(directory) if directory.is_dir() else {}
+        fds = _open_all(directory) if directory.is_dir() else None
     except PreflightError:  # half-built: nothing of it was attached
-        return
-    _remember_names(fds)
-    for fd in fds.values():
-        os.close(fd)
+        fds = None
+    objects = None if fds is None else Objects(directory, fds, None)
+    try:
+        yield objects
+    finally:
+        if objects is not None:
+            objects.close()
+
+
+def detach_everywhere(objects: Objects) -> None:
+    """Remove the set's hooks from every interface it counts (before it is unpinned: what
+    stays attached would count into maps nobody reads)."""
+    from bpf.hooks import detach_leftovers
+
+    slots = SlotTable(objects.fd("slots"), objects.fd("counters"), MAX_INTERFACES, MAX_IFINDEX, 1)
+    for ifindex in slots.ifindexes():
+        try:
+            detach_leftovers(ifindex)
+        except PreflightError as exc:  # a live sampler's now (it counts with its own set)
+            log.warning("%s", exc)
 
 
 def _build(build: Build, directory: Path) -> None:
@@ -249,27 +265,22 @@ def holding_kept() -> Iterator[None]:
         lock.release()
 
 
-def forget_kept(chosen: Callable[[int], bool]) -> bool:
+def forget_kept(kept: Objects | None, chosen: Callable[[int], bool]) -> bool:
     """Free the kept counters of the interfaces `chosen` (by ifindex) and of those that are
     gone; remove the pins once none is counted. Whether none is (and nothing is pinned). The
-    caller holds the set (holding_kept) and has detached the interfaces."""
-    directory = kept_directory()
-    if not directory.exists():
+    caller holds the set (holding_kept, opened) and has detached the interfaces."""
+    if kept is None:
+        remove(kept_directory())  # nothing, or a half-built set
         return True
-    fds = _open_all(directory)
-    try:
-        slots = SlotTable(fds["slots"], fds["counters"], MAX_INTERFACES, MAX_IFINDEX, 1)
-        present = {ifindex for ifindex, _ in socket.if_nameindex()}
-        for ifindex in slots.ifindexes():
-            if chosen(ifindex) or ifindex not in present:
-                slots.remove(ifindex)
-        counted = slots.ifindexes()
-    finally:
-        for fd in fds.values():
-            os.close(fd)
-    if not counted:
-        remove(directory)
-    return not counted
+    slots = SlotTable(kept.fd("slots"), kept.fd("counters"), MAX_INTERFACES, MAX_IFINDEX, 1)
+    present = {ifindex for ifindex, _ in socket.if_nameindex()}
+    for ifindex in slots.ifindexes():
+        if chosen(ifindex) or ifindex not in present:
+            slots.remove(ifindex)
+    if slots.ifindexes():
+        return False
+    remove(kept.directory)
+    return True
 
 
 def remove(directory: Path) -> None:

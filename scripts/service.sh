@@ -17,6 +17,16 @@ action=${1:?usage: service.sh install|uninstall}
 say() { printf '%s: %s\n' "$action" "$*"; }
 die() { printf '%s: %s\n' "$action" "$*" >&2; exit 1; }
 
+# The configuration's settings into the environment, read as systemd's EnvironmentFile reads
+# them (KEY=rest of the line), not run as shell code: `--iface eth0,eth1` needs no quotes.
+load_config() {
+    local key value
+    while IFS='=' read -r key value; do
+        case $key in '' | '#'*) continue ;; esac
+        export "$key=$value"
+    done < "$CONFIG"
+}
+
 do_install() {
     [ "$(id -u)" -eq 0 ] || die "installing system services needs root: run 'sudo make install'"
     command -v systemctl >/dev/null || die "systemd's systemctl is missing: without systemd, use 'sudo make run'"
@@ -48,10 +58,7 @@ do_install() {
 
     # The venv, system packages and kernel headers as for 'make setup', and the migrations of the
     # configured database; the data then belongs to the service user.
-    set -a
-    # shellcheck disable=SC1090
-    . "$CONFIG"
-    set +a
+    load_config
     # Not handed to a sudo user, as setup.sh does for a checkout: the service's code is root's.
     (cd "$PREFIX" && env -u SUDO_UID -u SUDO_GID -u SUDO_USER bash scripts/setup.sh)
     chown -R "$USER_NAME:$USER_NAME" "$DATA"
@@ -69,12 +76,11 @@ do_install() {
 
 do_uninstall() {
     [ "$(id -u)" -eq 0 ] || die "removing system services needs root: run 'sudo make uninstall'"
-    if [ "${PURGE:-0}" = 1 ] && id -u "$USER_NAME" >/dev/null 2>&1 && pgrep -u "$USER_NAME" >/dev/null; then
-        die "PURGE=1 removes the user $USER_NAME, which still runs processes ($(pgrep -d, -u "$USER_NAME")): stop them first"
-    fi
-
     if [ -d /run/systemd/system ]; then
         systemctl stop "${SERVICES[@]}" 2>/dev/null || true
+    fi
+    if [ "${PURGE:-0}" = 1 ] && id -u "$USER_NAME" >/dev/null 2>&1 && pgrep -u "$USER_NAME" >/dev/null; then
+        die "PURGE=1 removes the user $USER_NAME, which still runs processes ($(pgrep -d, -u "$USER_NAME")): stop them first"
     fi
     # The sampler leaves its programs attached and counting when it stops (--persist): remove
     # them from every interface, with their pins.
@@ -83,6 +89,7 @@ do_uninstall() {
             die "could not detach the sampler's programs (see above); nothing was removed"
     fi
     rm -rf /sys/fs/bpf/netmetrics
+    rmdir /run/netmetrics 2>/dev/null || true  # the units' locks, once no sampler holds one
     for unit in "${SERVICES[@]}"; do
         if [ -e "$UNITS/$unit" ]; then
             systemctl disable "$unit" 2>&1 | sed "s/^/$action: /"

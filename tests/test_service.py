@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from bpf import capabilities, tcp_health
-from bpf.pins import kept_directory
-from tests.netns import UDP_FRAME, VethPair, veth_pair
+from bpf.pins import kept_directory, mount_bpffs
+from tests.netns import UDP_FRAME, VethPair, sh, veth_pair
 from tests.processes import ROOT, db_rows, migrated_env, wait_for
 
 UNITS = {name: ROOT / "deploy" / f"netmetrics-{name}.service" for name in ("sampler", "web")}
@@ -119,8 +119,10 @@ def test_the_sampler_unit_has_the_capabilities_the_sampler_checks_for() -> None:
 
 @pytest.fixture
 def pair(requires_bpf) -> Iterator[VethPair]:
-    # tracefs as the unit's Wants=sys-kernel-tracing.mount gives it: the service cannot mount it.
+    # tracefs as the unit's Wants=sys-kernel-tracing.mount gives it, and bpffs as systemd mounts
+    # it at boot: the service cannot mount either.
     tcp_health.mount_tracefs()
+    mount_bpffs()
     with veth_pair(index=9) as pair:
         yield pair
 
@@ -146,13 +148,16 @@ def start_unit_sampler(env: dict[str, str], scratch: Path, argv: list[str], log:
     return proc
 
 
-def test_the_sampler_counts_exactly_with_only_its_units_capabilities(pair, scratch) -> None:
+@pytest.mark.parametrize("mode", ["auto", "native"])
+def test_the_sampler_counts_exactly_with_only_its_units_capabilities(pair, scratch, mode) -> None:
     """As the unit runs it: counts exactly; a stop and a start (systemctl restart) lose
     nothing, since --persist leaves the counters counting; --detach, as the same user, then
-    removes every program and pin."""
+    removes every program and pin. The user may not open programs by id (CAP_SYS_ADMIN): native
+    XDP is adopted and removed by the pinned program's own fd."""
     env = user_env(scratch)
     prepare_bpffs()
-    argv = command("sampler", NETMETRICS_SAMPLER_ARGS=["--iface", pair.host_iface])
+    args = ["--iface", pair.host_iface, "--mode", mode]
+    argv = command("sampler", NETMETRICS_SAMPLER_ARGS=args)
     assert "--persist" in argv
     query = "SELECT pid, rx_total_packets, rx_total_bytes FROM metrics_samplerrun"
     proc = start_unit_sampler(env, scratch, argv, scratch / "first.log")
@@ -165,6 +170,7 @@ def test_the_sampler_counts_exactly_with_only_its_units_capabilities(pair, scrat
         proc.terminate()
         assert proc.wait(30) == 0, (scratch / "first.log").read_text()
     assert "netmetrics_tc" in pair.filters("egress")  # still counting
+    assert bool(pair.xdp()) == (mode == "native")
     pair.send_udp(5)
     proc = start_unit_sampler(env, scratch, argv, scratch / "second.log")
     try:
@@ -242,7 +248,9 @@ def test_install_twice_serve_then_uninstall_leaves_nothing(installing, pair) -> 
         make("install")
         assert all(path.exists() for path in INSTALLED), [p for p in INSTALLED if not p.exists()]
         config = Path("/etc/netmetrics/netmetrics.env")
-        config.write_text(config.read_text() + "NETMETRICS_PORT=8767\n")  # the operator's edit
+        # The operator's edits; words with spaces need no quotes, as systemd reads the file.
+        edits = "NETMETRICS_SAMPLER_ARGS=--iface lo --no-flows\nNETMETRICS_PORT=8767\n"
+        config.write_text(config.read_text() + edits)
         assert "keeping /etc/netmetrics/netmetrics.env" in make("install")  # idempotent
         assert config.read_text().endswith("NETMETRICS_PORT=8767\n")
         data = Path("/var/lib/netmetrics")
@@ -256,6 +264,7 @@ def test_install_twice_serve_then_uninstall_leaves_nothing(installing, pair) -> 
         out = make("uninstall")
     assert "kept /etc/netmetrics and /var/lib/netmetrics" in out
     assert pair.attached() == "" and not Path("/sys/fs/bpf/netmetrics").exists(), out
+    assert "clsact" not in sh("tc", "qdisc", "show", "dev", pair.host_iface), out
     assert [p for p in INSTALLED if p.exists()] == [INSTALLED[2], INSTALLED[3]]
     make("uninstall")  # idempotent
     make("uninstall", PURGE="1")

@@ -22,7 +22,7 @@ from bpf import capabilities
 from bpf.hooks import detach_leftovers
 from bpf.iface_lock import InterfaceLock
 from bpf.loader import MODES, PreflightError, TrafficCounter, check_interface, preflight
-from bpf.pins import forget_kept, holding_kept, kept_directory, remember_pinned_names
+from bpf.pins import forget_kept, holding_kept, kept_directory, opened
 from bpf.program import DEFAULT_FLOW_TABLE
 from metrics.link_events import LinkEvents
 from metrics.links import current_links
@@ -238,8 +238,7 @@ def detach_kept(spec: str) -> None:
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
     }
     held = set()
-    with holding_kept():
-        remember_pinned_names(kept_directory())
+    with holding_kept(), opened(kept_directory()) as kept:
         for ifindex, name in chosen.items():
             try:
                 detach_leftovers(ifindex)
@@ -248,7 +247,7 @@ def detach_kept(spec: str) -> None:
                     raise
                 log.warning("left %s alone: %s", name, exc)
                 held.add(ifindex)
-        removed = forget_kept(lambda ifindex: ifindex in chosen and ifindex not in held)
+        removed = forget_kept(kept, lambda ifindex: ifindex in chosen and ifindex not in held)
     log.info(
         "detached %s; %s",
         ", ".join(n for i, n in chosen.items() if i not in held) or "nothing",
