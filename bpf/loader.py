@@ -105,8 +105,9 @@ class Counted:
 class TrafficCounter(attach.Attachable):
     """Count interfaces' traffic by class, each on its own: ingress by native XDP or TC,
     egress by TC; and the TCP health of their connections (bpf/tcp_health.py) by a tracepoint.
-    attach() compiles once; add() and remove() then attach the same programs to interfaces and
-    detach them, at any time.
+    attach() loads once (or reuses what a previous sampler kept pinned: bpf/pins.py); add() and
+    remove() then attach the same programs to interfaces and detach them, at any time; with
+    `persist`, detach() leaves everything counting for the next sampler.
 
     `mode` picks the ingress program: native (driver) XDP, skb (a TC ingress filter on the
     socket-buffer path), or auto (native XDP where it pays, else skb; see attach_native_xdp),
