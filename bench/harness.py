@@ -33,8 +33,10 @@ from tests.processes import Managed, ProcessFailed, migrated_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 # Below the tests' 10.213-10.255 (10.{213 + index}.{pid % 200}): a bench and the test suite can
-# run side by side. bench_pairs() numbers on from here.
-BENCH_SUBNET = "10.100.0"
+# run side by side. bench_pair() takes 10.102.{pid % 200}, so that two benches running at once
+# (overhead beside sampler_cpu, say) do not both route one /30, which sent one's traffic into
+# the other's pair; bench_pairs() takes 10.100.1 on.
+PAIR_SUBNET = "10.102"
 MAX_PAIRS = 250  # bench_pairs: 10.100.1 .. 10.101.50; the kernel side counts 256 at once
 
 T = TypeVar("T")
@@ -90,14 +92,14 @@ def sampler_args(args: argparse.Namespace) -> list[str]:
 
 
 def bench_pair() -> contextlib.AbstractContextManager[VethPair]:
-    """The tests' veth pair into a namespace, on the bench subnet; removed on exit."""
-    return veth_pair(subnet=BENCH_SUBNET)
+    """The tests' veth pair into a namespace, on a subnet of this process's; removed on exit."""
+    return veth_pair(subnet=f"{PAIR_SUBNET}.{os.getpid() % 200}")
 
 
 @contextlib.contextmanager
 def bench_pairs(count: int) -> Iterator[list[VethPair]]:
-    """`count` more pairs (indexes 1..count: host ends nmh<pid>x<index>), a subnet each after
-    BENCH_SUBNET; all removed on exit. veth_pair takes about 30 ms a pair here: no batching."""
+    """`count` more pairs (indexes 1..count: host ends nmh<pid>x<index>), a subnet each from
+    10.100.1; all removed on exit. veth_pair takes about 30 ms a pair here: no batching."""
     if not 1 <= count <= MAX_PAIRS:
         raise BenchError(f"at most {MAX_PAIRS} pairs")
     with contextlib.ExitStack() as stack:

@@ -71,6 +71,16 @@ struct flow_key {
     __u32 ifindex;
 };
 
+/* Where the parser puts a frame's source and destination in its flow key, by direction (a
+ * constant in each entry point, so each program keeps one branch): the local side is the source
+ * of what is sent (TX) and the destination of what comes in (RX). */
+#define FLOW_SRC(flow, direction) ((direction) == TX ? (flow)->local : (flow)->remote)
+#define FLOW_DST(flow, direction) ((direction) == TX ? (flow)->remote : (flow)->local)
+#define FLOW_SRC_PORT(flow, direction) \
+    ((direction) == TX ? &(flow)->local_port : &(flow)->remote_port)
+#define FLOW_DST_PORT(flow, direction) \
+    ((direction) == TX ? &(flow)->remote_port : &(flow)->local_port)
+
 struct class_counters {
     __u64 packets[NUM_CLASSES];
     __u64 bytes[NUM_CLASSES];
@@ -140,7 +150,7 @@ static __always_inline __u32 tcp_flag_classes(struct tcphdr *tcp)
  * TCP or UDP header is in bounds; it stays 0 otherwise. */
 static __always_inline __u32 transport(void *data, void *l4, void *data_end, __u8 proto,
                                        __u8 icmp_proto, int has_l4, __u32 *header_len,
-                                       struct flow_key *flow)
+                                       struct flow_key *flow, __u32 direction)
 {
     __u32 mask, base;
 
@@ -172,41 +182,41 @@ static __always_inline __u32 transport(void *data, void *l4, void *data_end, __u
     __be16 *ports = l4;
     if ((void *)(ports + 2) > data_end)
         return mask;
-    flow->local_port = ports[0];
-    flow->remote_port = ports[1];
+    *FLOW_SRC_PORT(flow, direction) = ports[0];
+    *FLOW_DST_PORT(flow, direction) = ports[1];
     mask |= port_classes(base + bpf_ntohs(ports[0]));
     return mask | port_classes(base + bpf_ntohs(ports[1]));
 }
 
 static __always_inline __u32 parse_ipv4(void *data, void *l3, void *data_end, __u32 *header_len,
-                                        struct flow_key *flow)
+                                        struct flow_key *flow, __u32 direction)
 {
     struct iphdr *ip = l3;
 
     if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
         return 0;
     flow->local[2] = flow->remote[2] = bpf_htonl(0xffff);
-    flow->local[3] = ip->saddr;
-    flow->remote[3] = ip->daddr;
+    FLOW_SRC(flow, direction)[3] = ip->saddr;
+    FLOW_DST(flow, direction)[3] = ip->daddr;
     __u32 ip_len = ip->ihl * 4;
     if (l3 + ip_len > data_end)  /* options cut short */
         return 0;
     /* A non-first fragment has no transport header: its protocol is known, its ports not. */
     int has_l4 = !(ip->frag_off & bpf_htons(IPV4_FRAG_OFFSET));
     __u32 above = transport(data, l3 + ip_len, data_end, ip->protocol, IPPROTO_ICMP, has_l4,
-                            header_len, flow);
+                            header_len, flow, direction);
     return CLASS_BIT(CLASS_IPV4) | above;
 }
 
 static __always_inline __u32 parse_ipv6(void *data, void *l3, void *data_end, __u32 *header_len,
-                                        struct flow_key *flow)
+                                        struct flow_key *flow, __u32 direction)
 {
     struct ipv6hdr *ip6 = l3;
 
     if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
         return 0;
-    __builtin_memcpy(flow->local, &ip6->saddr, sizeof(flow->local));
-    __builtin_memcpy(flow->remote, &ip6->daddr, sizeof(flow->remote));
+    __builtin_memcpy(FLOW_SRC(flow, direction), &ip6->saddr, sizeof(flow->local));
+    __builtin_memcpy(FLOW_DST(flow, direction), &ip6->daddr, sizeof(flow->remote));
     void *cur = ip6 + 1;
     __u8 next = ip6->nexthdr;
     int has_l4 = 1;
@@ -235,16 +245,17 @@ static __always_inline __u32 parse_ipv6(void *data, void *l3, void *data_end, __
         }
     }
     return CLASS_BIT(CLASS_IPV6) |
-           transport(data, cur, data_end, next, IPPROTO_ICMPV6, has_l4, header_len, flow);
+           transport(data, cur, data_end, next, IPPROTO_ICMPV6, has_l4, header_len, flow,
+                     direction);
 }
 
 /* The classes of one frame. A class is set only once the header proving it is in bounds.
  * *header_len: the L2-L4 header length of a TCP or UDP frame whose whole header is in bounds,
  * else 0 (the length a GSO aggregate repeats in each of its segments). *flow (zeroed by the
- * caller, who sets its ifindex): an IP frame's addresses, protocol and ports, source as local (as
- * sent). */
+ * caller, who sets its ifindex): an IP frame's addresses, protocol and ports, the local side
+ * being the source of what is sent (direction TX) and the destination of what comes in (RX). */
 static __always_inline __u32 classify(void *data, void *data_end, __u32 *header_len,
-                                      struct flow_key *flow)
+                                      struct flow_key *flow, __u32 direction)
 {
     struct ethhdr *eth = data;
     __u32 mask = 0;
@@ -265,9 +276,9 @@ static __always_inline __u32 classify(void *data, void *data_end, __u32 *header_
             cur = tag + 1;
         }
         if (proto == bpf_htons(ETH_P_IP))
-            mask = parse_ipv4(data, cur, data_end, header_len, flow);
+            mask = parse_ipv4(data, cur, data_end, header_len, flow, direction);
         else if (proto == bpf_htons(ETH_P_IPV6))
-            mask = parse_ipv6(data, cur, data_end, header_len, flow);
+            mask = parse_ipv6(data, cur, data_end, header_len, flow, direction);
     }
     if (!(mask & TRANSPORT_CLASSES))
         mask |= CLASS_BIT(CLASS_OTHER);
@@ -297,13 +308,6 @@ static __always_inline void count_flow(__u32 direction, __u32 mask, struct flow_
 {
     if (!(mask & IP_CLASSES))
         return;
-    if (direction == RX) {  /* the parser fills it as sent: what comes in, local is the dst */
-        struct flow_key sent = *flow;
-        __builtin_memcpy(flow->local, sent.remote, sizeof(flow->local));
-        __builtin_memcpy(flow->remote, sent.local, sizeof(flow->remote));
-        flow->local_port = sent.remote_port;
-        flow->remote_port = sent.local_port;
-    }
     struct flow_counts *c = flows.lookup(flow);
     if (!c) {
         struct flow_counts first = {};
@@ -338,14 +342,14 @@ static __always_inline void count_frame(struct iface_counters *counts, __u32 dir
                                         __u32 mask, struct flow_key *flow, __u64 segs,
                                         __u64 bytes, __u32 header_len, __u32 gso_size)
 {
-    __u64 last = bytes;
-
-    if (segs > 1)
-        last = header_len && gso_size ? bytes - (segs - 1) * (header_len + gso_size)
-                                       : bytes / segs;
     count(counts, direction, mask & ~TCP_FLAG_CLASSES, segs, bytes);
-    if (mask & TCP_FLAG_CLASSES)
+    if (mask & TCP_FLAG_CLASSES) {
+        __u64 last = bytes;
+        if (segs > 1)
+            last = header_len && gso_size ? bytes - (segs - 1) * (header_len + gso_size)
+                                           : bytes / segs;
         count(counts, direction, mask & TCP_FLAG_CLASSES, 1, last);
+    }
     count_flow(direction, mask, flow, segs, bytes);
 }
 
@@ -360,7 +364,7 @@ int netmetrics_xdp(struct xdp_md *ctx)
         return XDP_PASS;
     __u32 header_len;
     struct flow_key flow = {.ifindex = ifindex};
-    __u32 mask = classify(data, data_end, &header_len, &flow);
+    __u32 mask = classify(data, data_end, &header_len, &flow, RX);
 
     count(counts, RX, mask, 1, data_end - data);
     count_flow(RX, mask, &flow, 1, data_end - data);
@@ -381,7 +385,7 @@ static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
         return TC_ACT_UNSPEC;
     __u32 header_len;
     struct flow_key flow = {.ifindex = ifindex};
-    __u32 mask = classify(data, data_end, &header_len, &flow);
+    __u32 mask = classify(data, data_end, &header_len, &flow, direction);
     __u64 segs, bytes;
 
     if (direction == RX) {
