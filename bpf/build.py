@@ -17,6 +17,7 @@ counters belongs to: bpf/program.py).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import hashlib
 import json
 import os
@@ -78,10 +79,8 @@ class Build:
         }
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"app_ports": dict(self.app_ports), "flow_table": self.flow_table,
-             "tcp_health": self.tcp_health}
-        )  # fmt: skip
+        """The options, for the child's command line (from_json reads them back)."""
+        return json.dumps(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> Build:
@@ -90,6 +89,7 @@ class Build:
 
 
 def counting_cflags(flow_table: int) -> list[str]:
+    """netmetrics.c's macros: the classes' bits from bpf/classes.py, the sizes, flows on/off."""
     from bpf.classes import CLASSES, TCP_FLAG_CLASSES
     from bpf.program import class_mask
 
