@@ -153,7 +153,7 @@ def empty_programs(pair: VethPair, native: bool) -> Iterator[None]:
 def scratch_env() -> Iterator[dict[str, str]]:
     """A child environment whose NETMETRICS_DB is a freshly migrated temporary SQLite file."""
     with tempfile.TemporaryDirectory(prefix="netmetrics-bench-") as tmp:
-        yield migrated_env(Path(tmp) / "bench.sqlite3")
+        yield migrated_env(Path(tmp) / "bench.sqlite3", sqlite=True)
 
 
 @dataclass

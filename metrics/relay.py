@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,10 @@ from metrics.talkers import LiveTable, live_tables
 
 log = logging.getLogger("netmetrics.relay")
 
-GROUP = "samples"
+# This process's group: its relay feeds its own clients only. Under a shared channel layer
+# (REDIS_URL) every web process runs a relay, and one group for all would deliver each sample
+# once per web process.
+GROUP = f"samples.{os.getpid()}"
 POLL_SECONDS = 0.2
 # Runs without a sample for this long are not polled; one that wakes up again is picked up.
 ACTIVE_WINDOW = timedelta(minutes=5)

@@ -5,11 +5,16 @@ import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from metrics.durations import parse_duration
 from netmetrics.sudo import give_to_invoking_user
+
+POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql")
 
 
 def env_bool(name: str, *, default: bool) -> bool:
@@ -59,6 +64,42 @@ def env_duration(name: str, *, default: str) -> timedelta:
         return parse_duration(value)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+def env_database(name: str) -> dict[str, Any] | None:
+    """Django's database settings from a PostgreSQL URL in the variable; None when unset."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    scheme = urlsplit(value).scheme
+    if scheme not in POSTGRES_SCHEMES:
+        raise ImproperlyConfigured(
+            f"{name}: {scheme or 'no'} scheme: expected postgres://USER:PASSWORD@HOST:PORT/NAME"
+        )
+    try:
+        config = dict(dj_database_url.parse(value))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+    if not config.get("NAME"):
+        raise ImproperlyConfigured(f"{name}: no database name: postgres://USER@HOST:PORT/NAME")
+    return config
+
+
+def env_redis(name: str) -> str | None:
+    """A redis:// (or rediss://, unix://) URL from the variable, or None when it is unset."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+        raise ImproperlyConfigured(
+            f"{name}: {parts.scheme or 'no'} scheme: expected redis://[:PASSWORD@]HOST:PORT/DB"
+        )
+    try:
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return value
 
 
 def secret_key(directory: Path) -> str:

@@ -12,6 +12,10 @@ NETMETRICS_RETENTION_FLOWS
                           flows of each minute are kept (48h, 30d, 730d, 7d); a number and
                           s, m, h or d
 NETMETRICS_FLOW_TOP       flows kept per minute by bytes, and again by packets (20)
+DATABASE_URL              postgres://USER:PASSWORD@HOST:PORT/NAME: PostgreSQL instead of the
+                          SQLite file (NETMETRICS_DB is then not used)
+REDIS_URL                 redis://HOST:PORT/DB: the channel layer is channels_redis's instead of
+                          the in-memory one
 """
 
 import os
@@ -21,10 +25,12 @@ from bpf.classes import DEFAULT_APP_PORTS
 from metrics.tiers import RETAINED
 from netmetrics.envconfig import (
     env_bool,
+    env_database,
     env_duration,
     env_int,
     env_list,
     env_ports,
+    env_redis,
     secret_key,
 )
 
@@ -94,10 +100,14 @@ TEMPLATES = [
     },
 ]
 
-# WAL lets the web server read while the sampler writes; the busy timeout makes a writer wait
-# for a lock instead of failing at once (the sampler retries a failed write on its next tick).
+# SQLite unless DATABASE_URL names a PostgreSQL database. SQLite: WAL lets the web server read
+# while the sampler writes; the busy timeout makes a writer wait for a lock instead of failing at
+# once (the sampler retries a failed write on its next tick); IMMEDIATE takes the write lock at
+# BEGIN, so that a transaction never fails halfway on an upgrade from read to write.
+# PostgreSQL (psycopg 3): Django's defaults (a connection per request; the sampler keeps one).
 DATABASES = {
-    "default": {
+    "default": env_database("DATABASE_URL")
+    or {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": DATABASE_PATH,
         "OPTIONS": {
@@ -110,8 +120,19 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One web process by default: the in-memory layer needs no extra server. Samples written by the
-# sampler process reach it through metrics.relay, which watches the database.
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# sampler process reach it through metrics.relay, which watches the database. REDIS_URL selects
+# channels_redis's Pub/Sub layer: live samples are at-most-once and superseded within a second,
+# so its fire-and-forget delivery fits, and its groups live in the subscribing process (no
+# group expiry to drop a dashboard left open for days, none left behind by a crashed process).
+REDIS_URL = env_redis("REDIS_URL")
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "netmetrics"},
+    }
+    if REDIS_URL
+    else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["metrics.api.renderers.FastJSONRenderer"]

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connections
 from django.test import Client
 from django.utils import timezone
 
@@ -52,7 +52,7 @@ def test_health_reports_an_unreachable_database(client: Client, monkeypatch) -> 
     def broken(*args, **kwargs):
         raise OperationalError("unable to open database file")
 
-    monkeypatch.setattr("django.db.backends.sqlite3.base.DatabaseWrapper.create_cursor", broken)
+    monkeypatch.setattr(type(connections["default"]), "create_cursor", broken)
     response = client.get("/health")
     assert response.status_code == 503
     assert b"unable to open database file" in response.content

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -29,7 +28,7 @@ from bpf import libbpf
 from bpf.classes import DEFAULT_APP_PORTS
 from bpf.program import Program
 from tests.netns import VethPair, sh, veth_pair
-from tests.processes import ROOT, Managed, db_rows, migrated_env, wait_for
+from tests.processes import ROOT, Managed, db_rows, migrated_env, unmigrated_env, wait_for
 
 ETH, IP, UDP = 14, 20, 8
 SYN = ETH + IP + 40  # Linux's SYN (and SYN-ACK): MSS, SACK permitted, timestamps, window scale
@@ -471,10 +470,9 @@ def test_unknown_interface_is_one_clear_line(requires_bpf, env) -> None:
 
 
 def test_unusable_database_is_one_clear_line_and_detaches(pair, tmp_path) -> None:
-    """An empty file where the database should be: no tables, so the first write fails."""
-    db = tmp_path / "empty.sqlite3"
-    db.touch()
-    env = {**os.environ, "NETMETRICS_DB": str(db), "NETMETRICS_SECRET_KEY": "test"}
+    """An empty database (file) where the database should be: no tables, so the first write
+    fails."""
+    env = {**unmigrated_env(tmp_path / "empty.sqlite3"), "NETMETRICS_SECRET_KEY": "test"}
     line = one_error_line(
         sys.executable, "manage.py", "runsampler", "--iface", pair.host_iface, env=env
     )

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connections
 from django.test import Client
 from django.urls import path
 from django.utils import timezone
@@ -224,7 +224,7 @@ def test_unreachable_database_is_503_not_500(client: Client, monkeypatch) -> Non
     def broken(*args, **kwargs):
         raise OperationalError("unable to open database file")
 
-    monkeypatch.setattr("django.db.backends.sqlite3.base.DatabaseWrapper.create_cursor", broken)
+    monkeypatch.setattr(type(connections["default"]), "create_cursor", broken)
     response = client.get("/metrics")
     assert response.status_code == 503
     assert response.content == b"database unavailable: unable to open database file"

@@ -129,6 +129,8 @@ def test_minutes_are_written_when_they_end_and_at_the_last_flush(clock) -> None:
     assert stored() == {(at(0), 9999, 41000): (2, 200), (at(60), 9999, 41000): (1, 100)}
 
 
+# Not in a test transaction: see test_sampler's test of a failed write.
+@pytest.mark.django_db(transaction=True)
 def test_a_failed_write_keeps_the_flows_for_the_next(clock, monkeypatch) -> None:
     run = start_run(started_at=at(0))
     table = FakeTable([harvest(a=(1, 100, 0, 0))] * 3)

@@ -113,7 +113,10 @@ def env(tmp_path) -> dict[str, str]:
 
 def live_flows(env: dict[str, str], run: int) -> dict[tuple, dict]:
     rows = db_rows(env, "SELECT flows FROM metrics_liveflows WHERE run_id = ?", run)
-    return {key(flow): flow for flow in json.loads(rows[0][0])} if rows else {}
+    if not rows:
+        return {}
+    flows = rows[0][0]  # JSON text from SQLite, already a list from PostgreSQL's jsonb
+    return {key(flow): flow for flow in (json.loads(flows) if isinstance(flows, str) else flows)}
 
 
 @pytest.mark.parametrize("mode", ["native", "skb"])

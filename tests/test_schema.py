@@ -13,11 +13,14 @@ interface name that was never sampled is a schema-valid string, and a 400 by des
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 
@@ -89,6 +92,17 @@ def _record_flows(run: SamplerRun) -> None:
                 **ends,
                 **counts,
             )
+
+
+@pytest.fixture(autouse=True)
+def connection_kept() -> Iterator[None]:
+    """As Django's test client does: requests do not close the connection, whose transaction
+    is the test's (SQLite's in-memory test database ignores a close; PostgreSQL's does not)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

@@ -234,9 +234,14 @@ INSTALLED = [
 ]
 
 
+# The installed service reads its configuration from /etc/netmetrics/netmetrics.env (SQLite in
+# /var/lib/netmetrics), not from the database the test run uses.
+SERVICE_ENV = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+
+
 def make(target: str, **env: str) -> str:
     result = subprocess.run(
-        ["make", "-s", target], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
+        ["make", "-s", target], cwd=ROOT, env={**SERVICE_ENV, **env}, capture_output=True,
         text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -282,7 +287,7 @@ def installed_sampler_persists(pair: VethPair) -> None:
     log = Path(tempfile.mkdtemp()) / "sampler.log"
     with log.open("w") as out:
         proc = subprocess.Popen(argv, cwd=PREFIX, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **config_env()})  # fmt: skip
+                                env={**SERVICE_ENV, **config_env()})  # fmt: skip
     try:
         wait_for(lambda: proc.poll() is not None or "sampling every" in log.read_text(), 60,
                  "the installed sampler")  # fmt: skip

@@ -72,7 +72,8 @@ def test_settings_from_environment(tmp_path: Path) -> None:
         "NETMETRICS_ALLOWED_HOSTS": "mon.example,127.0.0.1",
         "NETMETRICS_HTTP_PORTS": "80,8080",
     }
-    env.pop("NETMETRICS_SECRET_KEY", None)
+    for name in ("NETMETRICS_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
     code = (
         "from django.conf import settings as s; print(s.DATABASES['default']['NAME'], s.DEBUG, "
         "s.ALLOWED_HOSTS, s.NETMETRICS_APP_PORTS['http'])"
@@ -88,3 +89,52 @@ def test_settings_from_environment(tmp_path: Path) -> None:
     assert out[0] == str(tmp_path / "nm.sqlite3")
     assert out[1].strip() == "True ['mon.example', '127.0.0.1'] (80, 8080)"
     assert (tmp_path / "secret_key").exists()
+
+
+def test_database_and_redis_urls(monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://nm:secret@db.example:5433/fleet")
+    config = envconfig.env_database("DATABASE_URL")
+    assert config is not None
+    assert config["ENGINE"] == "django.db.backends.postgresql"
+    assert (config["NAME"], config["USER"], config["HOST"], config["PORT"]) == (
+        "fleet",
+        "nm",
+        "db.example",
+        5433,
+    )
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/1")
+    assert envconfig.env_redis("REDIS_URL") == "redis://127.0.0.1:6379/1"
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.delenv("REDIS_URL")
+    assert envconfig.env_database("DATABASE_URL") is None
+    assert envconfig.env_redis("REDIS_URL") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DATABASE_URL", "mysql://nm@db/fleet", "DATABASE_URL: mysql scheme: expected postgres://"),
+        ("DATABASE_URL", "postgres://nm@db", "DATABASE_URL: no database name"),
+        ("DATABASE_URL", "db.example", "DATABASE_URL: no scheme"),
+        ("REDIS_URL", "http://cache:6379", "REDIS_URL: http scheme: expected redis://"),
+        ("REDIS_URL", "redis://cache:port/0", "REDIS_URL: Port could not be cast"),
+    ],
+)
+def test_a_bad_url_is_one_line_naming_the_variable(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
+    """As manage.py reports it: one line on stderr, no traceback, nor the password."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NETMETRICS_DB": str(tmp_path / "nm.sqlite3"), name: value}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"netmetrics: {message}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

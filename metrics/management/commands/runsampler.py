@@ -260,9 +260,16 @@ def _database(query: Callable[[], T]) -> T:
     try:
         return query()
     except DatabaseError as exc:
+        # PostgreSQL's messages go on over more lines (LINE 1: ..., a caret): the first says it.
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        check = (
+            "check DATABASE_URL and the role's rights"
+            if settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+            else "check NETMETRICS_DB and its permissions"
+        )
         raise CommandError(
-            f"cannot write the database {settings.DATABASES['default']['NAME']}: {exc} "
-            "(run 'make setup' for migrations; check NETMETRICS_DB and its permissions)"
+            f"cannot write the database {settings.DATABASES['default']['NAME']}: {cause} "
+            f"(run 'make setup' for migrations; {check})"
         ) from None
 
 
