@@ -384,8 +384,10 @@ class Page:
         if message.type != "error":
             return
         text = message.text
-        # While the server is deliberately down, the browser itself logs refused connections.
-        network = "ERR_CONNECTION_REFUSED" in text or text.startswith("WebSocket connection to")
+        # While the server is deliberately down, the browser itself logs refused connections,
+        # and reset ones for requests in flight when it stopped.
+        network = any(f"ERR_CONNECTION_{why}" in text for why in ("REFUSED", "RESET"))
+        network = network or text.startswith("WebSocket connection to")
         if network and self.expected_network_errors:
             return
         self.errors.append(text)
