@@ -91,6 +91,11 @@ class Objects:
     def fd(self, name: str) -> int:
         return self.fds[name]
 
+    def slots(self) -> SlotTable:
+        """Which interfaces the set counts, and in which slot (their counters' values are
+        Program's to read)."""
+        return SlotTable(self.fd("slots"), self.fd("counters"), MAX_INTERFACES, MAX_IFINDEX, 1)
+
     def has(self, name: str) -> bool:
         return name in self.fds
 
@@ -199,8 +204,7 @@ def detach_everywhere(objects: Objects) -> None:
     stays attached would count into maps nobody reads)."""
     from bpf.hooks import detach_leftovers
 
-    slots = SlotTable(objects.fd("slots"), objects.fd("counters"), MAX_INTERFACES, MAX_IFINDEX, 1)
-    for ifindex in slots.ifindexes():
+    for ifindex in objects.slots().ifindexes():
         try:
             detach_leftovers(ifindex)
         except PreflightError as exc:  # a live sampler's now (it counts with its own set)
@@ -272,7 +276,7 @@ def forget_kept(kept: Objects | None, chosen: Callable[[int], bool]) -> bool:
     if kept is None:
         remove(kept_directory())  # nothing, or a half-built set
         return True
-    slots = SlotTable(kept.fd("slots"), kept.fd("counters"), MAX_INTERFACES, MAX_IFINDEX, 1)
+    slots = kept.slots()
     present = {ifindex for ifindex, _ in socket.if_nameindex()}
     for ifindex in slots.ifindexes():
         if chosen(ifindex) or ifindex not in present:
