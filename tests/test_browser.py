@@ -866,7 +866,9 @@ def test_the_selector_lists_the_host_total_first_with_each_interfaces_rate(
     # others; the total's tooltip names what it sums.
     wait_for_options(page, HOST_OPTIONS)
     assert page.eval_on_selector("#iface-select", OPTIONS) == HOST_OPTIONS
-    # Without ?iface the page shows the newest sample's: the host total's, said as such.
+    # Without ?iface the page shows the newest sample's: the host total's, said as such. The
+    # socket is live before its first message arrives: wait for that sample on screen.
+    page.wait_for_selector('#iface-name[data-iface]:not([data-iface=""])', timeout=5_000)
     assert page.eval_on_selector("#iface-select", "s => s.value") == "all"
     assert page.get_attribute("#iface-name", "data-iface") == "all"
     assert page.text_content("#iface-name") == "all interfaces (host total)"
