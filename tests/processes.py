@@ -8,11 +8,14 @@ import contextlib
 import decimal
 import ipaddress
 import os
+import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -200,3 +203,48 @@ class Managed:
             raise TimeoutError(
                 f"manage.py {self.args[0]} ignored signal {sig} for {timeout:g} s"
             ) from None
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, below the kernel's ephemeral range: a port bound and let go
+    inside that range can be taken by any outgoing connection (a web server's Redis client)
+    before the server under test binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(100):
+        port = random.randrange(low // 2, low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise OSError(f"no free port found in {low // 2}-{low - 1}")
+
+
+class WebServer(Managed):
+    """`manage.py runserver` (daphne) on 127.0.0.1:port, a free port unless given."""
+
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(env, log, "runserver", "--noreload", f"127.0.0.1:{self.port}")
+
+    def get(self, path: str, timeout: float = 5) -> str:
+        """The body of a GET, or "" when it cannot be had."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+                return response.read().decode()
+        except OSError:
+            return ""
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        """Wait until /health answers OK; fail at once, with its output, if it exits."""
+
+        def up() -> bool:
+            self.ensure_running()
+            return self.get("/health", timeout=1) == "OK"
+
+        try:
+            wait_for(up, timeout, f"the web server on {self.url}")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}: {self.output()[-800:]}") from None

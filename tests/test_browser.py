@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import re
 import select
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 
 from bpf.classes import CLASS_LABELS, CLASSES
 from metrics.hostnames import known_name
-from tests.processes import ROOT, Managed, migrated_env, wait_for
+from tests.processes import ROOT, WebServer, free_port, migrated_env
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
@@ -173,20 +171,6 @@ class Writer:
         self.errors.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 class Site:
     """The web server under test; restartable on the same port."""
 
@@ -197,21 +181,12 @@ class Site:
         self.url = f"http://127.0.0.1:{self.port}"
         self.starts = 0
         self.lingered = 0
-        self.web: Managed | None = None
+        self.web: WebServer | None = None
 
     def start(self) -> None:
         self.starts += 1
-        log = self.logs / f"web-{self.starts}.log"
-        web = self.web = Managed(self.env, log, "runserver", "--noreload", f"127.0.0.1:{self.port}")
-
-        def up() -> bool:
-            web.ensure_running()
-            return healthy(self.url)
-
-        try:
-            wait_for(up, 30, "the web server")
-        except TimeoutError:
-            raise TimeoutError(f"web server did not answer: {web.output()[-800:]}") from None
+        self.web = WebServer(self.env, self.logs / f"web-{self.starts}.log", self.port)
+        self.web.wait_healthy()
 
     def stop(self) -> None:
         """SIGTERM; SIGKILL after 5 s (daphne sometimes lingers with a WebSocket open)."""

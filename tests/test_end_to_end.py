@@ -18,7 +18,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,15 @@ from bpf import libbpf
 from bpf.classes import DEFAULT_APP_PORTS
 from bpf.program import Program
 from tests.netns import VethPair, sh, veth_pair
-from tests.processes import ROOT, Managed, db_rows, migrated_env, unmigrated_env, wait_for
+from tests.processes import (
+    ROOT,
+    Managed,
+    WebServer,
+    db_rows,
+    migrated_env,
+    unmigrated_env,
+    wait_for,
+)
 
 ETH, IP, UDP = 14, 20, 8
 SYN = ETH + IP + 40  # Linux's SYN (and SYN-ACK): MSS, SACK permitted, timestamps, window scale
@@ -106,12 +113,6 @@ SENDER = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def pair(requires_bpf) -> Iterator[VethPair]:
     with veth_pair() as pair:
@@ -180,14 +181,13 @@ class Responders:
 
 @pytest.mark.parametrize("mode", ["native", "skb"])
 def test_exact_counts_through_kernel_sampler_api_and_websocket(pair, env, tmp_path, mode) -> None:
-    port = free_port()
-    web = Managed(env, tmp_path / "web.log", "runserver", "--noreload", f"127.0.0.1:{port}")
+    web = WebServer(env, tmp_path / "web.log")
     responders = Responders(pair.host_ip)
     sampler = None
     try:
         sampler = start_sampler(env, pair, tmp_path / "sampler.log", "--mode", mode)
-        wait_for(lambda: _get(port, "/health") == "OK", 30, "the web server")
-        with live_messages(port, pair.host_iface) as messages:
+        web.wait_healthy()
+        with live_messages(web.port, pair.host_iface) as messages:
             before = pair.host_counters()
             subprocess.run(
                 pair.in_namespace(sys.executable, "-c", SENDER, pair.host_ip),
@@ -203,7 +203,7 @@ def test_exact_counts_through_kernel_sampler_api_and_websocket(pair, env, tmp_pa
                 5,
                 "the WebSocket's latest sample on connect, then two more with all the traffic",
             )
-            realtime = json.loads(_get(port, f"/api/metrics/realtime?iface={pair.host_iface}"))
+            realtime = json.loads(web.get(f"/api/metrics/realtime?iface={pair.host_iface}"))
         assert sampler.stop() == 0, sampler.output()
     finally:
         responders.close()
@@ -497,14 +497,6 @@ def test_without_root_is_one_clear_line(pair, env) -> None:
     )
     assert "root" in line and "sudo" in line
     assert pair.attached() == ""
-
-
-def _get(port: int, path: str) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.read().decode()
-    except OSError:
-        return ""
 
 
 @contextlib.contextmanager

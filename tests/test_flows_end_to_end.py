@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.netns import VethPair, veth_pair
-from tests.processes import Managed, db_rows, migrated_env, wait_for
-from tests.test_end_to_end import _get, free_port, one_error_line, run_id, start_sampler
+from tests.processes import WebServer, db_rows, migrated_env, wait_for
+from tests.test_end_to_end import one_error_line, run_id, start_sampler
 
 PORT = 9999
 ETH, IPV4, IPV6, UDP = 14, 20, 40, 8
@@ -122,8 +122,7 @@ def live_flows(env: dict[str, str], run: int) -> dict[tuple, dict]:
 @pytest.mark.parametrize("mode", ["native", "skb"])
 def test_exact_flows_live_per_minute_and_through_the_api(pair, env, tmp_path, mode) -> None:
     flows = expected(pair)
-    port = free_port()
-    web = Managed(env, tmp_path / "web.log", "runserver", "--noreload", f"127.0.0.1:{port}")
+    web = WebServer(env, tmp_path / "web.log")
     answerer = Answerer(pair)
     sampler = None
     try:
@@ -151,8 +150,8 @@ def test_exact_flows_live_per_minute_and_through_the_api(pair, env, tmp_path, mo
             )
 
         wait_for(live_is_complete, 10, "the live flows to hold all the traffic")
-        wait_for(lambda: _get(port, "/health") == "OK", 30, "the web server")
-        live = json.loads(_get(port, f"/api/flows/live?iface={pair.host_iface}"))
+        web.wait_healthy()
+        live = json.loads(web.get(f"/api/flows/live?iface={pair.host_iface}"))
         assert sampler.stop() == 0, sampler.output()  # SIGTERM writes the minute under way
 
         minutes = db_rows(
@@ -168,7 +167,7 @@ def test_exact_flows_live_per_minute_and_through_the_api(pair, env, tmp_path, mo
                 totals[i] += count
         top = {
             by: json.loads(
-                _get(port, f"/api/flows/top?iface={pair.host_iface}&window=1h&by={by}&limit=3")
+                web.get(f"/api/flows/top?iface={pair.host_iface}&window=1h&by={by}&limit=3")
             )
             for by in ("bytes", "packets")
         }
