@@ -47,7 +47,7 @@ from django.db.models import Model  # noqa: E402
 
 from bpf.classes import ALL_COUNTER_NAMES, DIRECTIONS  # noqa: E402
 from metrics import rates, tiers  # noqa: E402
-from metrics.models import Rollup, Sample, SamplerRun, peak_values  # noqa: E402
+from metrics.models import Host, Rollup, Sample, SamplerRun, Series, peak_values  # noqa: E402
 from metrics.retention import prune  # noqa: E402
 
 ROLLUP_TIERS: list[type[Rollup]] = [tier.rollup_model for tier in tiers.ROLLUPS]
@@ -181,17 +181,17 @@ def as_datetime(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def clear(iface: str) -> None:
+def clear(series: Series) -> None:
     """Remove the interface's rows from every table, so a refill starts from nothing."""
     with transaction.atomic():
-        SamplerRun.objects.filter(interface=iface).update(last_sample=None)
-        Sample.objects.filter(interface=iface).delete()
+        SamplerRun.objects.filter(**series.filter()).update(last_sample=None)
+        Sample.objects.filter(**series.filter()).delete()
         for tier in ROLLUP_TIERS:
-            tier.objects.filter(interface=iface).delete()
-        SamplerRun.objects.filter(interface=iface).delete()
+            tier.objects.filter(**series.filter()).delete()
+        SamplerRun.objects.filter(**series.filter()).delete()
 
 
-def fill(days: float, iface: str, seed: int) -> dict[str, object]:
+def fill(days: float, series: Series, seed: int) -> dict[str, object]:
     """Generate, bucket and write; return what was written, and how long it took."""
     clock = time.monotonic()
     end = float(int(time.time()))  # "now" for the data and for retention
@@ -235,7 +235,7 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
                     if bucket is None:
                         bucket_start = tier.bucket_start(as_datetime(start))
                         assert bucket_start.timestamp() == key * steps[tier]
-                        bucket = tier(interface=iface, start=bucket_start)
+                        bucket = tier(**series.filter(), start=bucket_start)
                         buckets[tier][key] = bucket
                     current[tier] = (key, bucket)
                 assert bucket is not None
@@ -248,7 +248,8 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
             stopped = index < len(totals) - 1
             runs.append(
                 SamplerRun.objects.create(
-                    interface=iface,
+                    host_id=series.host_id,
+                    interface=series.interface,
                     mode="native",
                     egress=True,
                     interval=1.0,
@@ -263,7 +264,8 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
             start = values["start"]
             row = Sample(
                 run=runs[index],
-                interface=iface,
+                host_id=series.host_id,
+                interface=series.interface,
                 start=as_datetime(start),
                 timestamp=as_datetime(round(start + values["elapsed"], 6)),
                 elapsed=values["elapsed"],
@@ -289,8 +291,8 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
                 measured_seconds=run.measured_seconds,
                 peak_bandwidth_bps=run.peak_bandwidth_bps,
             )
-    expired = prune(iface, as_datetime(end))
-    check(iface, totals, buckets)
+    expired = prune(series, as_datetime(end))
+    check(series, totals, buckets)
     return {
         "generated": generated,
         "generated_in": generated_in,
@@ -299,7 +301,7 @@ def fill(days: float, iface: str, seed: int) -> dict[str, object]:
     }
 
 
-def check(iface: str, totals: list[RunTotals], buckets: dict[type[Rollup], dict]) -> None:
+def check(series: Series, totals: list[RunTotals], buckets: dict[type[Rollup], dict]) -> None:
     """The run totals equal the sum of every generated sample, as the hour tier (which holds all
     of them) also says; the peak is a sample's own, as record() computes it."""
     hour_tier = ROLLUP_TIERS[-1]
@@ -314,7 +316,7 @@ def check(iface: str, totals: list[RunTotals], buckets: dict[type[Rollup], dict]
     one = next(iter(hours))
     if peak_values(one.counters(), 1.0).keys() - vars(one).keys():
         raise AssertionError("peak columns missing from a rollup")
-    stored = SamplerRun.objects.filter(interface=iface).count()
+    stored = SamplerRun.objects.filter(**series.filter()).count()
     if stored != len(totals):
         raise AssertionError(f"{stored} runs stored, {len(totals)} generated")
 
@@ -343,8 +345,9 @@ def main() -> int:
     if len(args.iface) > 15:
         parser.error("--iface: at most 15 characters, as interface names are")
     call_command("migrate", "--no-input", verbosity=0)
-    clear(args.iface)
-    stats = fill(args.days, args.iface, args.seed)
+    series = Series(Host.objects.local().pk, args.iface)
+    clear(series)
+    stats = fill(args.days, series, args.seed)
     print(f"database: {settings.DATABASES['default']['NAME']}")
     print(
         f"generated {stats['generated']:,} samples over {args.days:g} d of {args.iface} in "

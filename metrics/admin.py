@@ -3,13 +3,16 @@ read-only, in human units.
 
 The sample and rollup tables hold millions of rows, so every changelist here avoids what the
 admin does by default on a big table: the unfiltered COUNT(*) (``show_full_result_count``), a
-query per row (related rows are joined in with ``list_select_related``; rollups need none), and
-filter choices from a DISTINCT over the big table (interfaces and runs come from the runs table).
+query per row (related rows, the host's name among them, are joined in with
+``list_select_related``), and
+filter choices from a DISTINCT over the big table (hosts, interfaces and runs come from the hosts
+and runs tables).
 """
 
 from __future__ import annotations
 
 import csv
+import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from itertools import islice
@@ -35,6 +38,7 @@ from bpf.flows import COUNT_FIELDS
 from metrics.models import (
     PEAKS,
     FlowMinute,
+    Host,
     HourRollup,
     MinuteRollup,
     Rollup,
@@ -64,6 +68,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class HostFilter(admin.SimpleListFilter):
+    """Hosts from the hosts table, by name."""
+
+    title = "host"
+    parameter_name = "host"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(str(pk), name) for pk, name in Host.objects.values_list("pk", "name")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if not value:
+            return queryset
+        try:
+            return queryset.filter(host_id=uuid.UUID(value))
+        except ValueError:
+            raise IncorrectLookupParameters(f"host: {value!r} is not a host id") from None
 
 
 class InterfaceFilter(admin.SimpleListFilter):
@@ -194,11 +217,24 @@ class CsvExportAdmin(admin.ModelAdmin):
         )
 
 
+@admin.register(Host)
+class HostAdmin(ReadOnlyAdmin):
+    """The hosts whose samplers write here; each sampler names its own on every start."""
+
+    list_display = ("name", "id", "first_seen", "runs_kept")
+    ordering = ("name",)
+    search_fields = ("name", "id")
+
+    @admin.display(description="runs kept")
+    def runs_kept(self, host: Host) -> int:
+        return host.runs.count()
+
+
 @admin.register(SamplerRun)
 class SamplerRunAdmin(ReadOnlyAdmin):
     list_display = (
         "interface",
-        "hostname",
+        "host",
         "mode",
         "egress",
         "started_at",
@@ -210,11 +246,11 @@ class SamplerRunAdmin(ReadOnlyAdmin):
         "peak",
         "pid",
     )
-    list_filter = (InterfaceFilter, "mode", "egress")
+    list_filter = (HostFilter, InterfaceFilter, "mode", "egress")
     date_hierarchy = "started_at"
     ordering = ("-started_at",)
     # duration asks whether the run is live, which reads its last sample: joined, not per row.
-    list_select_related = ("last_sample",)
+    list_select_related = ("last_sample", "host")
 
     @admin.display(description="duration")
     def duration(self, run: SamplerRun) -> str:
@@ -250,6 +286,7 @@ class SamplerRunAdmin(ReadOnlyAdmin):
 class SampleAdmin(CsvExportAdmin, ReadOnlyAdmin):
     list_display = (
         "time",
+        "host",
         "interface",
         "rx_bandwidth",
         "tx_bandwidth",
@@ -258,14 +295,22 @@ class SampleAdmin(CsvExportAdmin, ReadOnlyAdmin):
         "total_bytes",
         "elapsed",
     )
-    list_filter = (InterfaceFilter, RunFilter)
+    list_filter = (HostFilter, InterfaceFilter, RunFilter)
     date_hierarchy = "start"
     ordering = ("-start",)
     # tx columns read run.egress: one join instead of a query per row.
-    list_select_related = ("run",)
+    list_select_related = ("run", "host")
     # COUNT(*) over months of one-second rows is slow and tells the reader little.
     show_full_result_count = False
-    csv_fields = ("start", "timestamp", "interface", "run", "elapsed", *ALL_COUNTER_NAMES)
+    csv_fields = (
+        "start",
+        "timestamp",
+        "host",
+        "interface",
+        "run",
+        "elapsed",
+        *ALL_COUNTER_NAMES,
+    )
 
     @admin.display(description="time (UTC)", ordering="timestamp")
     def time(self, sample: Sample) -> str:
@@ -300,6 +345,7 @@ class RollupAdmin(CsvExportAdmin, ReadOnlyAdmin):
 
     list_display = (
         "bucket",
+        "host",
         "interface",
         "bandwidth",
         "rx_bandwidth",
@@ -311,12 +357,14 @@ class RollupAdmin(CsvExportAdmin, ReadOnlyAdmin):
         "measured",
     )
     # No run filter: a bucket has no run (see RunFilter).
-    list_filter = (InterfaceFilter,)
+    list_filter = (HostFilter, InterfaceFilter)
+    list_select_related = ("host",)
     date_hierarchy = "start"
     ordering = ("-start",)
     show_full_result_count = False
     csv_fields = (
         "start",
+        "host",
         "interface",
         "seconds",
         "samples",
@@ -374,6 +422,7 @@ class FlowMinuteAdmin(CsvExportAdmin, ReadOnlyAdmin):
 
     list_display = (
         "minute",
+        "host",
         "interface",
         "protocol_name",
         "local_end",
@@ -383,11 +432,12 @@ class FlowMinuteAdmin(CsvExportAdmin, ReadOnlyAdmin):
         "rx_packets",
         "tx_packets",
     )
-    list_filter = (InterfaceFilter,)
+    list_filter = (HostFilter, InterfaceFilter)
+    list_select_related = ("host",)
     date_hierarchy = "start"
     ordering = ("-start", "-rx_bytes")
     show_full_result_count = False
-    csv_fields = ("start", "interface", *ENDS, *COUNT_FIELDS)
+    csv_fields = ("start", "host", "interface", *ENDS, *COUNT_FIELDS)
 
     @admin.display(description="minute (UTC)", ordering="start")
     def minute(self, flow: FlowMinute) -> str:

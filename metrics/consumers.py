@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
+from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -13,23 +14,27 @@ from metrics.api.serializers import InterfaceQuerySerializer
 from metrics.relay import GROUP, latest_message, relay
 
 
-def _validate(query: dict[str, str]) -> tuple[str | None, Any]:
+def _validate(query: dict[str, str]) -> tuple[str | None, str | None, Any]:
+    """The host id (as the messages give it) and interface asked for, or the errors."""
     params = InterfaceQuerySerializer(data=query)
     if params.is_valid():
-        return params.validated_data.get("iface"), None
-    return None, params.errors
+        host = params.validated_data.get("host")
+        return str(host.pk) if host else None, params.validated_data.get("iface"), None
+    return None, None, params.errors
 
 
 class MetricsConsumer(AsyncJsonWebsocketConsumer):
-    """ws://HOST/ws/metrics/[?iface=NAME]: one interface's samples, each once, oldest first.
+    """ws://HOST/ws/metrics/[?host=ID|NAME][&iface=NAME]: one interface's samples, each once,
+    oldest first.
 
-    Without iface, the connection stays on the interface of the first sample it sends: the one
-    with the newest sample at connect (or, with none yet, the first written after). It does not
-    follow whichever interface was sampled last: with several interfaces sampled every second
-    that would change with every message, and a live view would flap between them. A client
-    that wants another interface reconnects with ?iface=.
+    Without iface, the connection stays on the interface (and host) of the first sample it
+    sends: the one with the newest sample at connect (or, with none yet, the first written
+    after). It does not follow whichever interface was sampled last: with several interfaces
+    sampled every second that would change with every message, and a live view would flap
+    between them. A client that wants another interface reconnects with ?iface=.
     """
 
+    host: str | None = None
     iface: str | None = None
     last_timestamp: datetime | None = None
     subscribed = False
@@ -39,7 +44,7 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         query = {
             k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode("latin-1")).items()
         }
-        self.iface, errors = await database_sync_to_async(_validate)(query)
+        self.host, self.iface, errors = await database_sync_to_async(_validate)(query)
         if errors:
             await self.send_json({"type": "error", "detail": errors})
             await self.close(code=4400)
@@ -49,7 +54,8 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await relay.subscribe()
         self.subscribed = True
-        latest = await database_sync_to_async(latest_message)(self.iface)
+        host = None if self.host is None else UUID(self.host)
+        latest = await database_sync_to_async(latest_message)(self.iface, host)
         if latest is not None:
             await self.deliver(latest)
 
@@ -60,7 +66,7 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
 
     async def sample_message(self, event: dict[str, Any]) -> None:
         message = event["message"]
-        if self.iface in (None, message["interface"]):
+        if self.iface in (None, message["interface"]) and self.host in (None, message["host"]):
             await self.deliver(message)
 
     async def deliver(self, message: dict[str, Any]) -> None:
@@ -68,6 +74,6 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         timestamp = datetime.fromisoformat(message["timestamp"])
         if self.last_timestamp is not None and timestamp <= self.last_timestamp:
             return
-        self.iface = message["interface"]
+        self.host, self.iface = message["host"], message["interface"]
         self.last_timestamp = timestamp
         await self.send_json(message)

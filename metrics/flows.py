@@ -134,7 +134,7 @@ class FlowTracker:
 
     def minute_rows(self, minutes: Iterable[datetime]) -> list[FlowMinute]:
         return [
-            FlowMinute(interface=self.run.interface, start=minute, **fields)
+            FlowMinute(**self.run.series.filter(), start=minute, **fields)
             for minute in minutes
             for fields in self.minute_top(self.minutes[minute])
         ]

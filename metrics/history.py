@@ -16,6 +16,7 @@ from django.db.models import F
 from django.db.models.expressions import Combinable
 
 from bpf.classes import RTT_NAMES
+from metrics.models import Series
 from metrics.rates import RATE_NAMES, sql_per_second, sql_rate
 from metrics.rtt import percentile_us
 from metrics.snapshot import FIELD_PREFIXES, UNITS
@@ -91,7 +92,7 @@ def _rate_expressions(tier: Tier, direction: str) -> dict[str, Combinable]:
 
 
 def history(
-    interface: str,
+    series: Series,
     since: datetime,
     until: datetime,
     step: str,
@@ -104,17 +105,17 @@ def history(
     count = math.ceil((until.timestamp() - first) / length)
     timestamps = [first + i * length for i in range(count)]
     wanted = list(fields)
-    series: dict[str, list[float | None]] = {name: [None] * count for name in wanted}
+    columns_by_name: dict[str, list[float | None]] = {name: [None] * count for name in wanted}
     every = _rate_expressions(tier, direction)
     expressions = {name: every[name] for name in wanted if name not in RTT_FIELDS}
     rtt_wanted = [name for name in wanted if name in RTT_FIELDS]
-    rows = tier.rows(interface, datetime.fromtimestamp(first, UTC), until).values_list(
+    rows = tier.rows(series, datetime.fromtimestamp(first, UTC), until).values_list(
         "start",
         tier.seconds_field,
         *expressions.values(),
         *(RTT_NAMES if rtt_wanted else ()),
     )
-    columns = [series[name] for name in (*expressions, *rtt_wanted)]
+    columns = [columns_by_name[name] for name in (*expressions, *rtt_wanted)]
     for start, seconds, *values in rows:
         if rtt_wanted:
             histogram = values[len(expressions) :]
@@ -126,4 +127,4 @@ def history(
         for i in range(index, min(index + span, count)):
             for column, value in zip(columns, values, strict=True):
                 column[i] = value
-    return History(step, timestamps, series)
+    return History(step, timestamps, columns_by_name)

@@ -13,12 +13,13 @@ each minute, LiveFlows the last 40 seconds of each run for the dashboard's top-t
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+from uuid import UUID
 
+from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Case, F, When, Window
 from django.db.models.functions import RowNumber
@@ -54,10 +55,6 @@ for _name in ALL_COUNTER_NAMES:
     CounterColumns.add_to_class(_name, models.BigIntegerField(default=0))
 
 
-def this_host() -> str:
-    return socket.gethostname()
-
-
 # Which run speaks for an interface: the one with the newest sample. A run whose samples all
 # expired (last_sample then null) comes after those with one, the newest started first. Among
 # runs of one sampler's tick (one timestamp), the host total first: it is what an answer for no
@@ -68,6 +65,45 @@ _NEWEST_SAMPLE_FIRST = (
     "-started_at",
     "-pk",
 )
+
+
+class HostQuerySet(models.QuerySet["Host"]):
+    def local(self) -> Host:
+        """This host's row (settings.NETMETRICS_HOST_ID), made on its first run and renamed
+        when its name has changed since."""
+        host, _ = self.update_or_create(
+            id=settings.NETMETRICS_HOST_ID, defaults={"name": settings.NETMETRICS_HOST_NAME}
+        )
+        return host
+
+
+class Host(models.Model):
+    """A machine whose sampler writes here. Its id is made once (settings.NETMETRICS_HOST_ID)
+    and survives renames; its name is what it was called when its sampler last started."""
+
+    id = models.UUIDField(primary_key=True)
+    name = models.CharField(max_length=255, help_text="NETMETRICS_HOST_NAME, else its hostname")
+    first_seen = models.DateTimeField(auto_now_add=True)
+
+    objects = HostQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Series:
+    """One interface of one host: what its samples, rollups and flow minutes are kept by."""
+
+    host_id: UUID
+    interface: str
+
+    def filter(self) -> dict[str, object]:
+        """The lookups that select its rows."""
+        return {"host_id": self.host_id, "interface": self.interface}
 
 
 @dataclass(frozen=True)
@@ -94,6 +130,7 @@ class SamplerRunQuerySet(models.QuerySet):
         samples = [
             Sample(
                 run=rec.run,
+                host_id=rec.run.host_id,
                 interface=rec.run.interface,
                 start=timestamp - timedelta(seconds=rec.elapsed),
                 timestamp=timestamp,
@@ -130,7 +167,7 @@ class SamplerRunQuerySet(models.QuerySet):
         """
         # One pass over the runs (a window function), not a correlated subquery per run.
         newest_first = Window(
-            RowNumber(), partition_by=F("interface"), order_by=_NEWEST_SAMPLE_FIRST
+            RowNumber(), partition_by=[F("host"), F("interface")], order_by=_NEWEST_SAMPLE_FIRST
         )
         return (
             self._recorded()
@@ -139,26 +176,31 @@ class SamplerRunQuerySet(models.QuerySet):
             .order_by(*_NEWEST_SAMPLE_FIRST)
         )
 
-    def latest_for(self, interface: str | None) -> SamplerRun | None:
-        """The run speaking for interface; without one, the run with the newest sample.
+    def latest_for(self, interface: str | None, host: UUID | None = None) -> SamplerRun | None:
+        """The run speaking for interface (of the host with this id, else of any host); without
+        an interface, the run with the newest sample (of that host, else of all).
 
         The first run by speaking()'s order, read without its window function: the same rule,
         a plain ORDER BY ... LIMIT 1 on the one interface (or on all of them).
         """
         runs = self._recorded()
+        if host is not None:
+            runs = runs.filter(host_id=host)
         if interface is not None:
             runs = runs.filter(interface=interface)
         return runs.order_by(*_NEWEST_SAMPLE_FIRST).first()
 
-    def interfaces(self) -> list[str]:
-        """The interfaces some run speaks for, by name: those of runs that recorded anything."""
+    def interfaces(self, host: Host | None = None) -> list[str]:
+        """The interfaces some run (of host) speaks for, by name: those of runs that recorded
+        anything."""
+        runs = self._recorded() if host is None else self._recorded().filter(host=host)
         # order_by() replaces the model's ordering (-started_at), which DISTINCT would add to.
-        names = self._recorded().order_by("interface").values_list("interface", flat=True)
+        names = runs.order_by("interface").values_list("interface", flat=True)
         return list(names.distinct())
 
     def _recorded(self) -> SamplerRunQuerySet:
         """Runs that recorded something: only they speak."""
-        return self.filter(measured_seconds__gt=0).select_related("last_sample")
+        return self.filter(measured_seconds__gt=0).select_related("last_sample", "host")
 
 
 class SamplerRun(CounterColumns):
@@ -172,8 +214,8 @@ class SamplerRun(CounterColumns):
         ("host", "host total: the sum of the interfaces that carry no one else's traffic"),
     ]
 
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="runs")
     interface = models.CharField(max_length=15, db_index=True)
-    hostname = models.CharField(max_length=255, default=this_host)
     mode = models.CharField(max_length=8, choices=MODES)
     egress = models.BooleanField(help_text="whether outgoing traffic is measured (TC egress)")
     interval = models.FloatField(default=1.0, help_text="seconds between samples")
@@ -219,11 +261,15 @@ class SamplerRun(CounterColumns):
         ordering = ["-started_at"]
 
     def __str__(self) -> str:
-        return f"{self.interface} on {self.hostname} from {self.started_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.interface} on {self.host} from {self.started_at:%Y-%m-%d %H:%M:%S}"
 
     @property
     def is_total(self) -> bool:
         return self.interface == HOST_TOTAL
+
+    @property
+    def series(self) -> Series:
+        return Series(self.host_id, self.interface)
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -291,6 +337,8 @@ class Sample(CounterColumns):
     """
 
     run = models.ForeignKey(SamplerRun, on_delete=models.CASCADE, related_name="samples")
+    # The run's host and interface again, so that a series' rows are read by one index.
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+", db_index=False)
     interface = models.CharField(max_length=15)
     start = models.DateTimeField()
     timestamp = models.DateTimeField()
@@ -298,9 +346,12 @@ class Sample(CounterColumns):
 
     class Meta:
         ordering = ["-start"]
-        # (interface, start) serves every query of one interface; (start) the admin's
-        # newest-first list of all interfaces.
-        indexes = [models.Index(fields=["interface", "start"]), models.Index(fields=["start"])]
+        # (host, interface, start) serves every query of one series; (start) the admin's
+        # newest-first list of all of them.
+        indexes = [
+            models.Index(fields=["host", "interface", "start"], name="sample_series"),
+            models.Index(fields=["start"]),
+        ]
         get_latest_by = "start"
 
     def __str__(self) -> str:
@@ -333,18 +384,26 @@ class RollupQuerySet(models.QuerySet["Rollup"]):
         SQLite's write transaction holds the whole database). An UPDATE of 90 `col = col + x`
         and GREATEST expressions instead cost the ORM about 4 ms of CPU to build, per bucket.
         """
-        wanted = {(sample.interface, self.model.bucket_start(sample.start)) for sample in samples}
+
+        def key(row: Sample | Rollup, start: datetime) -> tuple[UUID, str, datetime]:
+            return (row.host_id, row.interface, start)
+
+        wanted = {key(sample, self.model.bucket_start(sample.start)) for sample in samples}
         rows = self.select_for_update().filter(
-            interface__in={interface for interface, _ in wanted},
-            start__in={start for _, start in wanted},
+            host_id__in={host for host, _, _ in wanted},
+            interface__in={interface for _, interface, _ in wanted},
+            start__in={start for _, _, start in wanted},
         )
-        found = {(b.interface, b.start): b for b in rows if (b.interface, b.start) in wanted}
-        new: dict[tuple[str, datetime], Rollup] = {}
+        found = {key(b, b.start): b for b in rows if key(b, b.start) in wanted}
+        new: dict[tuple[UUID, str, datetime], Rollup] = {}
         for sample in samples:
-            key = (sample.interface, self.model.bucket_start(sample.start))
-            bucket = found.get(key) or new.get(key)
+            bucket_key = key(sample, self.model.bucket_start(sample.start))
+            bucket = found.get(bucket_key) or new.get(bucket_key)
             if bucket is None:
-                bucket = new[key] = self.model(interface=key[0], start=key[1])
+                host, interface, start = bucket_key
+                bucket = new[bucket_key] = self.model(
+                    host_id=host, interface=interface, start=start
+                )
             bucket.add(sample)
         insert_rows(self.model, list(new.values()))
         update_rows(self.model, list(found.values()), self.model.SUMMED_FIELDS)
@@ -355,6 +414,7 @@ class Rollup(CounterColumns, PeakAttributes):
 
     STEP: timedelta
 
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+", db_index=False)
     interface = models.CharField(max_length=15)
     start = models.DateTimeField()
     seconds = models.FloatField(default=0.0, help_text="sum of the samples' intervals")
@@ -396,14 +456,18 @@ class MinuteRollup(Rollup):
     STEP = tiers.MINUTE.step
 
     class Meta(Rollup.Meta):
-        constraints = [models.UniqueConstraint(fields=["interface", "start"], name="minute_bucket")]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "interface", "start"], name="minute_bucket")
+        ]
 
 
 class HourRollup(Rollup):
     STEP = tiers.HOUR.step
 
     class Meta(Rollup.Meta):
-        constraints = [models.UniqueConstraint(fields=["interface", "start"], name="hour_bucket")]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "interface", "start"], name="hour_bucket")
+        ]
 
 
 class FlowColumns(models.Model):
@@ -432,13 +496,17 @@ class FlowMinute(FlowColumns):
     of the flows that were at the top in some minute.
     """
 
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+", db_index=False)
     interface = models.CharField(max_length=15)
     start = models.DateTimeField(help_text="the minute's first second")
 
     class Meta:
         ordering = ["-start"]
-        # As Sample's: one interface's range, and the admin's newest-first list of all.
-        indexes = [models.Index(fields=["interface", "start"]), models.Index(fields=["start"])]
+        # As Sample's: one series' range, and the admin's newest-first list of all.
+        indexes = [
+            models.Index(fields=["host", "interface", "start"], name="flowminute_series"),
+            models.Index(fields=["start"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.local}:{self.local_port} - {self.remote}:{self.remote_port}"

@@ -15,6 +15,7 @@ import logging
 import os
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -48,8 +49,8 @@ def sample_message(snapshot: Snapshot, flows: LiveTable | None) -> dict[str, Any
     }
 
 
-def latest_message(interface: str | None) -> dict[str, Any] | None:
-    run = SamplerRun.objects.latest_for(interface)
+def latest_message(interface: str | None, host: UUID | None) -> dict[str, Any] | None:
+    run = SamplerRun.objects.latest_for(interface, host)
     if run is None or run.last_sample is None:
         return None
     return sample_message(Snapshot.latest(run, timezone.now()), live_tables([run])[run.pk])
@@ -90,7 +91,7 @@ class SampleRelay:
         recent = timezone.now() - ACTIVE_WINDOW
         return list(
             SamplerRun.objects.filter(last_sample__timestamp__gte=recent).select_related(
-                "last_sample"
+                "last_sample", "host"
             )
         )
 

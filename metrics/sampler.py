@@ -17,7 +17,7 @@ from bpf.classes import ALL_COUNTER_NAMES
 from bpf.flows import FlowCounts
 from metrics.flows import FlowTracker, merged
 from metrics.flows import save as save_flows
-from metrics.models import Recording, Sample, SamplerRun
+from metrics.models import Recording, Sample, SamplerRun, Series
 from metrics.rates import bandwidth_bps
 from metrics.retention import prune
 
@@ -75,7 +75,7 @@ class Sampler:
         self.total = None if total is None else self._watched(total, started)
         self.failed_writes = 0
         self.ticks = 0
-        self._to_prune: deque[str] = deque()
+        self._to_prune: deque[Series] = deque()
 
     def _watched(self, run: SamplerRun, started: float | None) -> Watched:
         started = time.monotonic() if started is None else started
@@ -167,7 +167,7 @@ class Sampler:
             self.watched.pop(name, None)
         self.ticks += 1
         if not self._to_prune and self.ticks % self.PRUNE_EVERY == 0:
-            self._to_prune.extend(run.interface for run in self._runs())
+            self._to_prune.extend(run.series for run in self._runs())
         if self._to_prune:
             self.prune(self._to_prune.popleft())
         return samples
@@ -190,11 +190,11 @@ class Sampler:
         runs = [w.run for w in self.watched.values()]
         return runs if self.total is None else [*runs, self.total.run]
 
-    def prune(self, interface: str) -> None:
+    def prune(self, series: Series) -> None:
         try:
-            prune(interface, timezone.now())
+            prune(series, timezone.now())
         except DatabaseError as exc:  # retention can wait for the next round
-            log.warning("%s: pruning old rows failed (%s)", interface, exc)
+            log.warning("%s: pruning old rows failed (%s)", series.interface, exc)
 
     def flush(
         self, closing: Collection[str] | None = None, attempts: int = 5, pause: float = 1.0

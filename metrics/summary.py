@@ -16,7 +16,7 @@ from django.db.models import F, Max, Sum
 
 from bpf.classes import DIRECTIONS, HEALTH_NAMES, counter_name
 from metrics.durations import window_start
-from metrics.models import SamplerRun
+from metrics.models import SamplerRun, Series
 from metrics.rates import bandwidth_bps, count, sql_rate
 from metrics.rtt import RttPercentiles, rtt_histogram
 from metrics.tiers import tier_plan
@@ -111,11 +111,11 @@ def window_bounds(
     return None
 
 
-def window_summary(interface: str, window: str, since: datetime, until: datetime) -> Summary:
+def window_summary(series: Series, window: str, since: datetime, until: datetime) -> Summary:
     sums = dict.fromkeys(SUMMED, 0)
     seconds, peak = 0.0, 0.0
     for tier, lo, hi in tier_plan(since, until):
-        part = tier.rows(interface, lo, hi).aggregate(
+        part = tier.rows(series, lo, hi).aggregate(
             seconds=Sum(tier.seconds_field),
             peak=Max(
                 sql_rate(DIRECTIONS, "total", "bytes", F("elapsed"))
@@ -128,4 +128,4 @@ def window_summary(interface: str, window: str, since: datetime, until: datetime
             sums[name] += part[name] or 0
         seconds += part["seconds"] or 0.0
         peak = max(peak, part["peak"] or 0.0)
-    return Summary.of(interface, window, seconds, seconds, peak, sums)
+    return Summary.of(series.interface, window, seconds, seconds, peak, sums)

@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import F, Sum
 
 from bpf.flows import COUNT_FIELDS, FlowCounts, FlowKey, flow_fields
-from metrics.models import FlowMinute, LiveFlows, MinuteRollup, SamplerRun
+from metrics.models import FlowMinute, LiveFlows, MinuteRollup, SamplerRun, Series
 from metrics.tiers import tier_plan
 
 PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
@@ -42,16 +42,16 @@ class TopFlows:
     flows: list[dict[str, Any]]
 
 
-def _flows_dropped(interface: str, since: datetime, until: datetime) -> int:
+def _flows_dropped(series: Series, since: datetime, until: datetime) -> int:
     """A counter of every sample and rollup: read from the coarsest exact tier, as summaries."""
     return sum(
-        tier.rows(interface, lo, hi).aggregate(dropped=Sum("flows_dropped"))["dropped"] or 0
+        tier.rows(series, lo, hi).aggregate(dropped=Sum("flows_dropped"))["dropped"] or 0
         for tier, lo, hi in tier_plan(since, until)
     )
 
 
 def top_flows(
-    interface: str, window: str, since: datetime, until: datetime, by: str, limit: int
+    series: Series, window: str, since: datetime, until: datetime, by: str, limit: int
 ) -> TopFlows:
     """The flows with the most bytes (or packets) in the minutes that overlap [since, until).
 
@@ -59,7 +59,7 @@ def top_flows(
     """
     since = MinuteRollup.bucket_start(since)
     rows = (
-        FlowMinute.objects.filter(interface=interface, start__gte=since, start__lt=until)
+        FlowMinute.objects.filter(**series.filter(), start__gte=since, start__lt=until)
         .values(*ENDS)
         .annotate(
             **SUMS,
@@ -73,10 +73,10 @@ def top_flows(
         counts = FlowCounts(*(row[alias] for alias in SUMS))
         key = FlowKey(*(row[end] for end in ENDS))
         flows.append(flow_fields(key, counts) | {"packets": counts.packets, "bytes": counts.bytes})
-    run = SamplerRun.objects.latest_for(interface)
+    run = SamplerRun.objects.latest_for(series.interface, series.host_id)
     flow_table = run.flow_table if run else 0
-    dropped = _flows_dropped(interface, since, until)
-    return TopFlows(interface, window, since, until, by, limit, flow_table, dropped, flows)
+    dropped = _flows_dropped(series, since, until)
+    return TopFlows(series.interface, window, since, until, by, limit, flow_table, dropped, flows)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from metrics.durations import ceil, floor
 if TYPE_CHECKING:
     from django.db.models import Model, QuerySet
 
-    from metrics.models import Rollup
+    from metrics.models import Rollup, Series
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,9 @@ class Retained:
     def setting(self) -> str:
         return f"NETMETRICS_RETENTION_{self.retention.upper()}"
 
-    def rows(self, interface: str, lo: datetime, hi: datetime) -> QuerySet[Any]:
-        """The interface's rows that start in [lo, hi)."""
-        return self.model._default_manager.filter(interface=interface, start__gte=lo, start__lt=hi)
+    def rows(self, series: Series, lo: datetime, hi: datetime) -> QuerySet[Any]:
+        """The series' rows that start in [lo, hi)."""
+        return self.model._default_manager.filter(**series.filter(), start__gte=lo, start__lt=hi)
 
     def kept_since(self, now: datetime) -> datetime:
         """The oldest start this table still holds rows of."""

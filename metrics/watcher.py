@@ -20,7 +20,7 @@ from django.utils import timezone
 from bpf.classes import COUNTER_NAMES
 from bpf.loader import PreflightError, TrafficCounter
 from metrics.links import Link, current_links, total_members
-from metrics.models import SamplerRun, this_host
+from metrics.models import Host, SamplerRun
 from metrics.sampler import Sampler
 from metrics.selection import Selection
 
@@ -33,7 +33,10 @@ KERNEL_COUNTED = (*COUNTER_NAMES, "tcp_retransmits")
 class InterfaceWatcher:
     """Keeps `counter` and `sampler` on exactly the selected interfaces that are up."""
 
-    def __init__(self, counter: TrafficCounter, sampler: Sampler, selection: Selection) -> None:
+    def __init__(
+        self, host: Host, counter: TrafficCounter, sampler: Sampler, selection: Selection
+    ) -> None:
+        self.host = host
         self.counter = counter
         self.sampler = sampler
         self.selection = selection
@@ -73,7 +76,9 @@ class InterfaceWatcher:
         counted = self.counter.add(name)
         started = time.monotonic()
         try:
-            run = kept_run(name, counted.token, self.counter, self.sampler.interval, counted.mode)
+            run = kept_run(
+                self.host, name, counted.token, self.counter, self.sampler.interval, counted.mode
+            )
             if run is not None:
                 self.counter.resume(name, run.counters())
                 started = since_written(run)
@@ -81,7 +86,7 @@ class InterfaceWatcher:
                 if counted.token:
                     self.counter.reset(name)
                     started = time.monotonic()
-                run = start_run(name, counted.mode, self.counter, self.sampler.interval)
+                run = start_run(self.host, name, counted.mode, self.counter, self.sampler.interval)
                 self.counter.set_token(name, run.kernel_token or 0)
         except DatabaseError as exc:
             self.counter.remove(name)
@@ -105,11 +110,14 @@ class InterfaceWatcher:
         self._left_out = left_out
 
 
-def start_run(name: str, mode: str, counter: TrafficCounter, interval: float) -> SamplerRun:
+def start_run(
+    host: Host, name: str, mode: str, counter: TrafficCounter, interval: float
+) -> SamplerRun:
     """An interface's run, once its programs are attached and the mode they got is known; or
     the host total's (`mode` "host"). Its kernel_token is new: the caller sets it beside the
     counters (TrafficCounter.set_token)."""
     return SamplerRun.objects.create(
+        host=host,
         interface=name,
         mode=mode,
         egress=counter.egress,
@@ -122,7 +130,7 @@ def start_run(name: str, mode: str, counter: TrafficCounter, interval: float) ->
 
 
 def kept_run(
-    name: str, token: int, counter: TrafficCounter, interval: float, mode: str
+    host: Host, name: str, token: int, counter: TrafficCounter, interval: float, mode: str
 ) -> SamplerRun | None:
     """The run that the kernel's kept counters of `name` (or of the host total, `mode` "host")
     belong to, continued by this process; None when there is none to continue: no token, no
@@ -131,7 +139,7 @@ def kept_run(
     if not token:
         return None
     run = (
-        SamplerRun.objects.filter(kernel_token=token, interface=name, hostname=this_host())
+        SamplerRun.objects.filter(kernel_token=token, interface=name, host=host)
         .select_related("last_sample")
         .first()
     )

@@ -1,8 +1,11 @@
 """Reading netmetrics' configuration from the environment."""
 
+import hashlib
+import hmac
 import os
 import secrets
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -104,25 +107,61 @@ def env_redis(name: str) -> str | None:
 
 def secret_key(directory: Path) -> str:
     """The key kept in directory/secret_key, made on first use so sessions survive restarts."""
-    path = directory / "secret_key"
+    return kept_value(
+        directory / "secret_key", lambda: secrets.token_urlsafe(50), "NETMETRICS_SECRET_KEY"
+    )
+
+
+# netmetrics' application id: a host's id is derived from the machine's id with it, as systemd's
+# sd_id128_get_machine_app_specific() does, so that the machine id itself is not published.
+APPLICATION_ID = uuid.UUID("6f1c4f0e-8a7b-4d6e-9a43-2f5d0c9e7b21")
+MACHINE_ID = Path("/etc/machine-id")
+
+
+def host_id(name: str, directory: Path) -> uuid.UUID:
+    """This host's id in a fleet: the variable if set; else derived from /etc/machine-id (made
+    once when the OS was installed: it survives reboots, renames and reinstalls of netmetrics);
+    else one generated once and kept in directory/host_id."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}={value!r}: expected a UUID such as {uuid.uuid4()}"
+            ) from None
+    try:
+        machine = bytes.fromhex(MACHINE_ID.read_text().strip())
+    except (OSError, ValueError):
+        machine = b""
+    if len(machine) == 16:
+        digest = hmac.new(machine, APPLICATION_ID.bytes, hashlib.sha256).digest()
+        return uuid.UUID(bytes=digest[:16], version=4)
+    return uuid.UUID(kept_value(directory / "host_id", lambda: str(uuid.uuid4()), name))
+
+
+def kept_value(path: Path, make: Callable[[], str], variable: str) -> str:
+    """The value kept in the file at path, made (and kept) on first use; `variable` is the
+    environment variable that would set it instead."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
     except PermissionError:
         raise ImproperlyConfigured(
-            f"cannot read {path} (made by another user, e.g. root): set NETMETRICS_SECRET_KEY, "
+            f"cannot read {path} (made by another user, e.g. root): set {variable}, "
             f"or give the file to this user (sudo chown $USER {path})"
         ) from None
+    directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     give_to_invoking_user(directory)
-    key = secrets.token_urlsafe(50)
-    # O_EXCL: when two processes start at once, the second one reads the first one's key.
+    value = make()
+    # O_EXCL: when two processes start at once, the second one reads the first one's value.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return path.read_text().strip()
     with os.fdopen(fd, "w") as f:
-        f.write(key)
+        f.write(value)
     give_to_invoking_user(path)
-    return key
+    return value

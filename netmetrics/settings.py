@@ -16,9 +16,13 @@ DATABASE_URL              postgres://USER:PASSWORD@HOST:PORT/NAME: PostgreSQL in
                           SQLite file (NETMETRICS_DB is then not used)
 REDIS_URL                 redis://HOST:PORT/DB: the channel layer is channels_redis's instead of
                           the in-memory one
+NETMETRICS_HOST_ID        this host's id in a fleet (a UUID); else derived from /etc/machine-id,
+                          else generated once and kept beside the database
+NETMETRICS_HOST_NAME      this host's display name (default: its hostname, as it is now)
 """
 
 import os
+import socket
 from pathlib import Path
 
 from bpf.classes import DEFAULT_APP_PORTS
@@ -31,6 +35,7 @@ from netmetrics.envconfig import (
     env_list,
     env_ports,
     env_redis,
+    host_id,
     secret_key,
 )
 
@@ -39,6 +44,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_PATH = Path(os.environ.get("NETMETRICS_DB") or BASE_DIR / "var" / "netmetrics.sqlite3")
 SECRET_KEY = os.environ.get("NETMETRICS_SECRET_KEY") or secret_key(DATABASE_PATH.parent)
 DEBUG = env_bool("NETMETRICS_DEBUG", default=False)
+# Who this host is in a fleet: what its sampler's runs are tagged with (metrics.models.Host).
+NETMETRICS_HOST_ID = host_id("NETMETRICS_HOST_ID", DATABASE_PATH.parent)
+NETMETRICS_HOST_NAME = os.environ.get("NETMETRICS_HOST_NAME", "").strip() or socket.gethostname()
 ALLOWED_HOSTS = env_list("NETMETRICS_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 
 # Ports that make a TCP/UDP packet count as http, https or dns (see bpf.classes.APP_PROTOCOLS).

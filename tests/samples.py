@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from bpf.classes import ALL_COUNTER_NAMES
-from metrics.models import SamplerRun
+from metrics.models import Host, SamplerRun
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -16,9 +16,15 @@ def counters(**values: int) -> dict[str, int]:
 
 
 def start_run(
-    interface: str = "eth0", egress: bool = True, started_at: datetime = T0, interval: float = 1.0
+    interface: str = "eth0",
+    egress: bool = True,
+    started_at: datetime = T0,
+    interval: float = 1.0,
+    host: Host | None = None,
 ) -> SamplerRun:
+    """A run of host, else of this host (settings.NETMETRICS_HOST_ID)."""
     return SamplerRun.objects.create(
+        host=host or Host.objects.local(),
         interface=interface,
         mode="native",
         egress=egress,

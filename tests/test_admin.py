@@ -8,12 +8,13 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.http import HttpResponseBase, StreamingHttpResponse
 from django.test import AsyncClient, Client
 
 from bpf.classes import ALL_COUNTER_NAMES
-from metrics.models import PEAKS, FlowMinute, HourRollup, MinuteRollup, Sample, SamplerRun
+from metrics.models import PEAKS, FlowMinute, Host, HourRollup, MinuteRollup, Sample, SamplerRun
 from metrics.units import format_duration
 from tests.samples import T0, at, counters, start_run
 
@@ -160,11 +161,11 @@ def test_export_link_carries_the_lists_query(admin_client: Client, history) -> N
 def test_sample_export_is_exactly_the_filtered_list(admin_client: Client, history) -> None:
     first = history["eth0"]
     exported = read_csv(admin_client.get(f"{SAMPLES}export.csv?interface=eth0&run={first.pk}&p=9"))
-    header = ["start", "timestamp", "interface", "run", "elapsed", *ALL_COUNTER_NAMES]
+    header = ["start", "timestamp", "host", "interface", "run", "elapsed", *ALL_COUNTER_NAMES]
     assert list(exported[0]) == header
-    assert [(r["timestamp"], r["run"]) for r in exported] == [
-        ("2026-11-27T12:00:02+00:00", str(first.pk)),
-        ("2026-11-27T12:00:01+00:00", str(first.pk)),
+    assert [(r["timestamp"], r["host"], r["run"]) for r in exported] == [
+        ("2026-11-27T12:00:02+00:00", str(first.host_id), str(first.pk)),
+        ("2026-11-27T12:00:01+00:00", str(first.host_id), str(first.pk)),
     ]
     assert [r["rx_total_bytes"] for r in exported] == ["100", "1250000"]
     assert exported[1]["start"] == "2026-11-27T12:00:00+00:00"
@@ -177,6 +178,7 @@ def test_rollup_export_has_seconds_and_peaks(admin_client: Client, history, url,
     peaks = [column for column, _direction, _unit in PEAKS]
     assert list(exported[0]) == [
         "start",
+        "host",
         "interface",
         "seconds",
         "samples",
@@ -215,8 +217,8 @@ def test_export_streams_asynchronously_under_asgi(superuser: User, history) -> N
 
     _response, body = async_to_sync(export)()
     lines = body.decode().splitlines()
-    assert lines[0].startswith("start,interface,seconds,samples,rx_total_packets")
-    assert [line.split(",")[1] for line in lines[1:]] == ["veth9"]
+    assert lines[0].startswith("start,host,interface,seconds,samples,rx_total_packets")
+    assert [line.split(",")[2] for line in lines[1:]] == ["veth9"]
 
 
 def test_export_needs_a_login(client: Client, history) -> None:
@@ -305,7 +307,7 @@ def test_a_full_page_costs_a_fixed_number_of_queries(
         run = start_run(("eth0", "eth1")[hour % 2], started_at=at(hour * 3600))
         run.record(counters(rx_total_bytes=1000), at(hour * 3600 + 1), 1.0)
         FlowMinute.objects.create(
-            interface=run.interface,
+            **run.series.filter(),
             start=at(hour * 3600),
             protocol=6,
             local="10.0.0.1",
@@ -333,6 +335,7 @@ def flow_minutes() -> None:
     for interface, second, protocol, local, local_port, remote, remote_port, counts in rows:
         rx_packets, rx_bytes, tx_packets, tx_bytes = counts
         FlowMinute.objects.create(
+            host=Host.objects.local(),
             interface=interface,
             start=at(second),
             protocol=protocol,
@@ -368,6 +371,7 @@ def test_flow_minutes_export_as_csv(admin_client: Client, flow_minutes) -> None:
     assert exported == [
         {
             "start": "2026-11-27T12:01:00+00:00",
+            "host": str(settings.NETMETRICS_HOST_ID),
             "interface": "veth9",
             "protocol": "17",
             "local": "10.0.0.1",

@@ -43,7 +43,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 from bpf.classes import ALL_COUNTER_NAMES
-from metrics.models import LiveFlows, SamplerRun
+from metrics.models import Host, LiveFlows, SamplerRun
 
 runs, totals = {}, {}
 
@@ -91,7 +91,7 @@ for line in sys.stdin:
         if op == "start":
             key = cmd["key"]
             runs[key] = SamplerRun.objects.create(
-                interface=cmd["iface"], mode=cmd.get("mode", "native"),
+                host=Host.objects.local(), interface=cmd["iface"], mode=cmd.get("mode", "native"),
                 egress=cmd.get("egress", True), interval=cmd.get("interval", 1.0), pid=os.getpid(),
                 flow_table=cmd.get("flow_table", 16384),
                 started_at=now - timedelta(seconds=cmd.get("ago", 0)),

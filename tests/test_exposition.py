@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import OperationalError, connections
 from django.test import Client
 from django.urls import path
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bpf.classes import CLASSES
 from metrics.api import exposition
-from metrics.models import HOST_TOTAL, this_host
+from metrics.models import HOST_TOTAL
 from tests.samples import T0, at, counters, start_run
 
 # The lead wires the same view into netmetrics/urls.py; this module is its own URLconf so these
@@ -40,7 +41,8 @@ def scrape(client: Client) -> tuple[Series, set[str]]:
 
 
 def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    return name, frozenset(labels.items())
+    """A series' key; of this host (settings.NETMETRICS_HOST_NAME) unless labels say another."""
+    return name, frozenset({"host": settings.NETMETRICS_HOST_NAME, **labels}.items())
 
 
 def counter_series(iface: str, directions: tuple[str, ...], **values: int) -> Series:
@@ -90,7 +92,6 @@ def test_latest_run_per_interface_with_exact_values(client: Client) -> None:
 
     series, _ = scrape(client)
 
-    host = this_host()
     expected: Series = {
         **counter_series("eth0", ("rx", "tx"), **eth0_counts),
         **counter_series("wlan0", ("rx",), **wlan0_counts, rx_ipv6_packets=4),
@@ -105,14 +106,16 @@ def test_latest_run_per_interface_with_exact_values(client: Client) -> None:
             interface="eth0",
             mode="native",
             egress="true",
-            hostname=host,
+            hostname=settings.NETMETRICS_HOST_NAME,
+            host_id=str(settings.NETMETRICS_HOST_ID),
         ): T0.timestamp(),
         key(
             "netmetrics_sampler_start_time_seconds",
             interface="wlan0",
             mode="skb",
             egress="false",
-            hostname=host,
+            hostname=settings.NETMETRICS_HOST_NAME,
+            host_id=str(settings.NETMETRICS_HOST_ID),
         ): at(10).timestamp(),
     }
     assert series == expected

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from metrics import hostnames
 from metrics.hostnames import known_name
-from metrics.models import FlowMinute, LiveFlows, SamplerRun
+from metrics.models import FlowMinute, Host, LiveFlows, SamplerRun
 from metrics.relay import SampleRelay
 from tests.samples import T0, counters, start_run
 
@@ -66,6 +66,7 @@ def flow(minutes_ago: int, protocol: int, local: str, remote: str, *counts: int,
     """One row of the minute `minutes_ago` before NOW's: counts are rx/tx packets and bytes."""
     rx_packets, rx_bytes, tx_packets, tx_bytes = counts
     FlowMinute.objects.create(
+        host=Host.objects.local(),
         interface=ends.pop("interface", "eth0"),
         start=MINUTE - timedelta(minutes=minutes_ago),
         protocol=protocol,

@@ -51,7 +51,7 @@ def test_plan_uses_hours_minutes_and_raw_edges() -> None:
 def test_window_from_tiers_equals_the_raw_samples(three_hours, since: int, until: int) -> None:
     raw = Sample.objects.filter(start__gte=at(since), start__lt=at(until))
     expected = raw.aggregate(b=Sum("rx_total_bytes"), t=Sum("tx_total_bytes"), s=Sum("elapsed"))
-    summary = window_summary("eth0", "w", at(since), at(until))
+    summary = window_summary(three_hours.series, "w", at(since), at(until))
     assert summary.total_bytes == expected["b"] + expected["t"]
     assert summary.measured_seconds == expected["s"]
     assert summary.peak_bandwidth_bps == max(

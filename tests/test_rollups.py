@@ -125,14 +125,16 @@ def test_prune_deletes_expired_rows_in_batches_per_interface() -> None:
     record_seconds(run, 0, 150)
     flow = {"protocol": 17, "local": "10.0.0.1", "local_port": 53, "remote": "10.0.0.2"}
     for minute in range(3):
-        FlowMinute.objects.create(interface="eth0", start=at(60 * minute), remote_port=1, **flow)
+        FlowMinute.objects.create(
+            **run.series.filter(), start=at(60 * minute), remote_port=1, **flow
+        )
     other = start_run("veth1")
     record_seconds(other, 0, 5)
     now = at(150)
-    assert prune("eth0", now, batch=50) == 50
+    assert prune(run.series, now, batch=50) == 50
     assert Sample.objects.filter(interface="eth0").count() == 100
-    prune("eth0", now, batch=50)
-    assert prune("eth0", now, batch=50) == 0  # caught up: only the last minute is left
+    prune(run.series, now, batch=50)
+    assert prune(run.series, now, batch=50) == 0  # caught up: only the last minute is left
     kept = Sample.objects.filter(interface="eth0")
     assert kept.count() == 60 and min(kept.values_list("start", flat=True)) >= now - timedelta(
         minutes=1
@@ -140,7 +142,9 @@ def test_prune_deletes_expired_rows_in_batches_per_interface() -> None:
     assert Sample.objects.filter(interface="veth1").count() == 5  # another interface's rows
     assert MinuteRollup.objects.filter(interface="eth0").count() == 3  # within the hour
     assert FlowMinute.objects.count() == 3  # flows are kept 5 minutes
-    assert prune("eth0", at(3600 * 2), batch=1000) == 60 + 3 + 3  # then minutes and flows expire
+    assert (
+        prune(run.series, at(3600 * 2), batch=1000) == 60 + 3 + 3
+    )  # then minutes and flows expire
     assert not MinuteRollup.objects.filter(interface="eth0").exists()
     assert not FlowMinute.objects.exists()
     assert HourRollup.objects.filter(interface="eth0").count() == 1

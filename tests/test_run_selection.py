@@ -6,6 +6,7 @@ totals, mode and flow table that realtime, /api/interfaces, /metrics and the flo
 """
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,7 +56,8 @@ def test_every_endpoint_answers_for_the_run_with_the_newest_sample(
     assert api("/api/flows/live?iface=eth0")["flow_table"] == 64
     started = metric(client, "netmetrics_sampler_start_time_seconds")
     assert list(started.values()) == [at(0).timestamp()]
-    rx_total = frozenset({"interface": "eth0", "direction": "rx", "class": "total"}.items())
+    labels = {"interface": "eth0", "direction": "rx", "class": "total"}
+    rx_total = frozenset({"host": settings.NETMETRICS_HOST_NAME, **labels}.items())
     assert metric(client, "netmetrics_bytes_total")[rx_total] == 900
 
 

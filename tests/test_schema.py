@@ -84,7 +84,7 @@ def _record_flows(run: SamplerRun) -> None:
         start = minute - timedelta(minutes=ago)
         for protocol, local, remote in [(6, "10.0.0.1", "10.0.0.2"), (132, "fd00::1", "fd00::2")]:
             FlowMinute.objects.create(
-                interface=run.interface,
+                **run.series.filter(),
                 start=start,
                 protocol=protocol,
                 local=local,

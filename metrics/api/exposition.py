@@ -1,37 +1,44 @@
 """GET /metrics: the cumulative counters and sampler liveness in Prometheus text format.
 
 This lets an existing Prometheus and Grafana scrape netmetrics instead of polling the REST API.
-For each interface it exposes the run that speaks for it (``SamplerRun.objects.speaking()``, as
-every other endpoint), read in one query.
+For each interface of each host it exposes the run that speaks for it
+(``SamplerRun.objects.speaking()``, as every other endpoint), read in one query.
+
+Every series has a ``host`` label, the host's name, so that one central web server of a fleet
+exposes every host in one scrape: Prometheus then needs one target, not one per host, and a
+host that is down shows as ``sampler_up`` 0 rather than as a failed scrape of its own. A name
+that two hosts share is followed by the first 8 characters of each one's id ("web (1a2b3c4d)"),
+so that their series stay apart; ``netmetrics_sampler_start_time_seconds`` carries the full
+``host_id``.
 
 The metric names and labels below are a public contract: dashboards and alerts are built on
 them, so rename nothing without a deprecation period.
 
-``netmetrics_packets_total{interface, direction, class}`` (counter)
-``netmetrics_bytes_total{interface, direction, class}`` (counter)
+``netmetrics_packets_total{host, interface, direction, class}`` (counter)
+``netmetrics_bytes_total{host, interface, direction, class}`` (counter)
     Frames and bytes counted since the sampler run started. ``direction`` is ``rx`` or ``tx``;
     ``tx`` series exist only when the run measures egress (they would be a misleading 0
     otherwise). ``class`` is one of bpf.classes.CLASSES; ``total`` is every frame and the other
     classes overlap (a DNS-over-UDP packet is ipv4, udp and dns), so never sum over ``class``.
     A sampler restart starts a new run from zero, which Prometheus' ``rate()`` and
     ``increase()`` treat as a counter reset.
-``netmetrics_tcp_retransmits_total{interface}`` (counter)
+``netmetrics_tcp_retransmits_total{host, interface}`` (counter)
     TCP segments retransmitted by connections of the interface's addresses, since the run
     started (see the README's TCP health section for what counts).
-``netmetrics_sampler_up{interface}`` (gauge)
+``netmetrics_sampler_up{host, interface}`` (gauge)
     1 while the sampler is live (SamplerRun.is_running: not stopped, and a sample newer than
     LIVE_INTERVALS intervals), else 0.
-``netmetrics_last_sample_timestamp_seconds{interface}`` (gauge)
+``netmetrics_last_sample_timestamp_seconds{host, interface}`` (gauge)
     Unix time of the newest sample; ``time() - it`` is how stale the counters are.
-``netmetrics_sampler_start_time_seconds{interface, mode, egress, hostname}`` (gauge)
+``netmetrics_sampler_start_time_seconds{host, interface, mode, egress, hostname, host_id}`` (gauge)
     Unix time the run started, i.e. since when the counters count; ``mode`` is ``native``,
     ``skb`` or ``host`` (the host total), ``egress`` ``true`` or ``false``, ``hostname`` the
-    host the sampler ran on.
-``netmetrics_host_total_member{interface}`` (gauge)
+    host's name (as ``host`` but never suffixed), ``host_id`` its id.
+``netmetrics_host_total_member{host, interface}`` (gauge)
     With a host total (``interface="all"``, the sum of the interfaces that carry nobody else's
-    traffic): 1 for each interface its latest sample sums, 0 for one it leaves out (a bridge's
-    or bond's port whose master is counted). Sum ``interface="all"``'s series, or only the
-    interfaces marked 1, never every interface: that counts a bridge's traffic twice.
+    traffic): 1 for each interface of that host its latest sample sums, 0 for one it leaves out
+    (a bridge's or bond's port whose master is counted). Sum ``interface="all"``'s series, or
+    only the interfaces marked 1, never every interface: that counts a bridge's traffic twice.
 
 The counters carry no ``_created`` series: in the text format each would be one more gauge per
 counter (40 per interface) repeating ``netmetrics_sampler_start_time_seconds``.
@@ -42,8 +49,10 @@ a stopped sampler shows as down rather than as vanished series.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from uuid import UUID
 
 from django.db import DatabaseError
 from django.http import HttpResponse
@@ -59,14 +68,26 @@ from bpf.classes import CLASSES, counter_name
 from metrics.api.views import TEXT_503, PlainTextView
 from metrics.models import SamplerRun
 
-COUNTER_LABELS = ["interface", "direction", "class"]
+COUNTER_LABELS = ["host", "interface", "direction", "class"]
+SERIES_LABELS = ["host", "interface"]
 
 
 def latest_runs() -> list[SamplerRun]:
-    """Per interface, the run speaking for it, with its last sample (if still kept): one query."""
-    return list(
-        SamplerRun.objects.speaking().filter(last_sample__isnull=False).order_by("interface")
-    )
+    """Per interface of each host, the run speaking for it, with its last sample (if still
+    kept): one query."""
+    runs = SamplerRun.objects.speaking().filter(last_sample__isnull=False)
+    return list(runs.order_by("host__name", "host_id", "interface"))
+
+
+def host_labels(runs: list[SamplerRun]) -> dict[UUID, str]:
+    """Each host's ``host`` label: its name, followed by the start of its id when another host
+    of these runs has the same name."""
+    names = {run.host_id: run.host.name for run in runs}
+    shared = Counter(names.values())
+    return {
+        host: name if shared[name] == 1 else f"{name} ({str(host)[:8]})"
+        for host, name in names.items()
+    }
 
 
 class SamplerRunCollector(Collector):
@@ -77,6 +98,7 @@ class SamplerRunCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         runs = latest_runs()  # before yielding anything: a database error aborts the whole scrape
+        hosts = host_labels(runs)
         now = self._now()
         families = {
             unit: CounterMetricFamily(
@@ -91,51 +113,55 @@ class SamplerRunCollector(Collector):
             "netmetrics_sampler_up",
             "1 while the interface's sampler is writing samples "
             f"(one newer than {SamplerRun.LIVE_INTERVALS} intervals).",
-            labels=["interface"],
+            labels=SERIES_LABELS,
         )
         last_sample = GaugeMetricFamily(
             "netmetrics_last_sample_timestamp_seconds",
             "Unix time of the interface's newest sample.",
-            labels=["interface"],
+            labels=SERIES_LABELS,
         )
         retransmits = CounterMetricFamily(
             "netmetrics_tcp_retransmits",
             "TCP segments retransmitted by the interface's connections since the run started.",
-            labels=["interface"],
+            labels=SERIES_LABELS,
         )
         started = GaugeMetricFamily(
             "netmetrics_sampler_start_time_seconds",
             "Unix time the sampler run started: the counters count from here.",
-            labels=["interface", "mode", "egress", "hostname"],
+            labels=[*SERIES_LABELS, "mode", "egress", "hostname", "host_id"],
         )
         member = GaugeMetricFamily(
             "netmetrics_host_total_member",
             "1 if the host total (interface=all) sums the interface, 0 if it leaves it out.",
-            labels=["interface"],
+            labels=SERIES_LABELS,
         )
-        total = next((run for run in runs if run.is_total), None)
+        totals = {run.host_id: run for run in runs if run.is_total}
         for run in runs:
-            iface = run.interface
+            series = [hosts[run.host_id], run.interface]
+            total = totals.get(run.host_id)
             if total is not None and run is not total:
-                member.add_metric([iface], 1 if iface in total.members else 0)
+                member.add_metric(series, 1 if run.interface in total.members else 0)
             for unit, family in families.items():
                 for direction in run.directions:
                     for cls in CLASSES:
                         value = getattr(run, counter_name(direction, cls, unit))
-                        family.add_metric([iface, direction, cls], value)
-            retransmits.add_metric([iface], run.tcp_retransmits)
-            up.add_metric([iface], 1 if run.is_running(now) else 0)
+                        family.add_metric([*series, direction, cls], value)
+            retransmits.add_metric(series, run.tcp_retransmits)
+            up.add_metric(series, 1 if run.is_running(now) else 0)
             assert run.last_sample is not None  # latest_runs(): runs with a sample
-            last_sample.add_metric([iface], run.last_sample.timestamp.timestamp())
+            last_sample.add_metric(series, run.last_sample.timestamp.timestamp())
             egress = "true" if run.egress else "false"
-            started.add_metric([iface, run.mode, egress, run.hostname], run.started_at.timestamp())
+            started.add_metric(
+                [*series, run.mode, egress, run.host.name, str(run.host_id)],
+                run.started_at.timestamp(),
+            )
         yield families["packets"]
         yield families["bytes"]
         yield retransmits
         yield up
         yield last_sample
         yield started
-        if total is not None:
+        if totals:
             yield member
 
 

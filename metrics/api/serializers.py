@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.http import QueryDict
@@ -20,7 +21,7 @@ from metrics.history import (
     point_count,
 )
 from metrics.hostnames import known_name
-from metrics.models import LiveFlows, SamplerRun
+from metrics.models import Host, LiveFlows, SamplerRun
 from metrics.snapshot import FIELD_PREFIXES
 from metrics.talkers import ORDERS, protocol_name
 from metrics.tiers import BY_NAME
@@ -64,6 +65,8 @@ class RealtimeSerializer(serializers.Serializer):
     """The original sampler's fields (both directions) plus per-direction detail."""
 
     interface = serializers.CharField()
+    host = serializers.UUIDField(source="run.host_id", help_text="the id of the sampled host")
+    host_name = serializers.CharField(source="run.host.name")
     timestamp = serializers.DateTimeField()
     sampler_running = serializers.BooleanField()
     bandwidth_bps = serializers.FloatField(source="both.bandwidth_bps")
@@ -102,10 +105,12 @@ class SummarySerializer(serializers.Serializer):
     rtt_p99_us = _rtt_field(99, "over the run or window")
 
 
-class InterfaceQuerySerializer(serializers.Serializer):
-    """?iface=NAME: an interface that has samples; absent means the newest-sampled one."""
+class HostQuerySerializer(serializers.Serializer):
+    """?host=ID|NAME: a host by its id, or by its name when no other host has it."""
 
-    iface = serializers.CharField(required=False, max_length=15)
+    host = serializers.CharField(
+        required=False, max_length=255, help_text="a host's id, or its name if no other has it"
+    )
 
     def to_internal_value(self, data: Any) -> dict:
         """A parameter given blank (``?iface=``) is a 400, as the schema's minLength says.
@@ -121,15 +126,46 @@ class InterfaceQuerySerializer(serializers.Serializer):
                 )
         return super().to_internal_value(data)
 
-    def validate_iface(self, value: str) -> str:
-        known = SamplerRun.objects.interfaces()
-        if value not in known:
-            listing = ", ".join(known) if known else "none yet"
+    def validate_host(self, value: str) -> Host:
+        try:
+            return Host.objects.get(pk=uuid.UUID(value))
+        except (ValueError, Host.DoesNotExist):
+            pass
+        named = list(Host.objects.filter(name=value)[:2])
+        if len(named) == 1:
+            return named[0]
+        if named:
             raise serializers.ValidationError(
-                f"unknown interface {value!r}: no samples for it "
-                f"(interfaces with samples: {listing})"
+                f"several hosts are named {value!r}: give its id (GET /api/hosts lists them)"
             )
-        return value
+        raise serializers.ValidationError(
+            f"unknown host {value!r}: no host has this id or name (GET /api/hosts lists them)"
+        )
+
+
+class InterfaceQuerySerializer(HostQuerySerializer):
+    """?host=ID|NAME&iface=NAME: a host and one of its interfaces that has samples. Without
+    host, the interface's newest-sampled host; without iface, the host's (or every host's)
+    newest-sampled interface."""
+
+    iface = serializers.CharField(required=False, max_length=15)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        iface, host = attrs.get("iface"), attrs.get("host")
+        if iface is not None:
+            known = SamplerRun.objects.interfaces(host)
+            if iface not in known:
+                listing = ", ".join(known) if known else "none yet"
+                where = f" on {host.name}" if host else ""
+                raise serializers.ValidationError(
+                    {
+                        "iface": [
+                            f"unknown interface {iface!r}{where}: no samples for it "
+                            f"(interfaces with samples{where}: {listing})"
+                        ]
+                    }
+                )
+        return attrs
 
 
 class RangeQuerySerializer(InterfaceQuerySerializer):
@@ -139,6 +175,7 @@ class RangeQuerySerializer(InterfaceQuerySerializer):
     until = serializers.DateTimeField(required=False)
 
     def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
         since, until = attrs.get("since"), attrs.get("until")
         if since is not None and until is not None and since >= until:
             raise serializers.ValidationError({"until": ["must be later than since"]})
@@ -231,10 +268,13 @@ class RunSerializer(serializers.ModelSerializer):
         model = SamplerRun
         fields = ["hostname", "mode", "egress", "interval", "pid", "started_at", "stopped_at"]
 
+    hostname = serializers.CharField(source="host.name")
+
 
 class InterfaceSerializer(serializers.Serializer):
     interface = serializers.CharField()
-    hostname = serializers.CharField()
+    host = serializers.UUIDField(source="run.host_id", help_text="the id of its host")
+    hostname = serializers.CharField(source="run.host.name", help_text="its host's name")
     status = serializers.ChoiceField(choices=["running", "stale", "stopped"])
     first_sample = serializers.DateTimeField(allow_null=True)
     last_sample = serializers.DateTimeField(allow_null=True)
@@ -251,6 +291,24 @@ class InterfaceSerializer(serializers.Serializer):
         allow_null=True, help_text="both directions over the latest sample; null unless running"
     )
     run = RunSerializer()
+
+
+class HostSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="host.pk")
+    name = serializers.CharField(source="host.name")
+    status = serializers.ChoiceField(
+        choices=["running", "stale", "stopped", "idle"],
+        help_text="its newest-sampled run's (as /api/interfaces); idle: no samples yet",
+    )
+    interfaces = serializers.ListField(
+        child=serializers.CharField(), help_text="those with samples, the host total first"
+    )
+    last_sample = serializers.DateTimeField(allow_null=True)
+    rx_bps = serializers.FloatField(
+        allow_null=True, help_text="received over its newest sample (the host total's if any)"
+    )
+    tx_bps = serializers.FloatField(allow_null=True, help_text="sent, likewise")
+    first_seen = serializers.DateTimeField(source="host.first_seen")
 
 
 class FlowsTopQuerySerializer(InterfaceQuerySerializer):

@@ -22,6 +22,8 @@ from metrics.api.serializers import (
     FlowsTopQuerySerializer,
     HistoryQuerySerializer,
     HistorySerializer,
+    HostQuerySerializer,
+    HostSerializer,
     InterfaceQuerySerializer,
     InterfaceSerializer,
     LiveFlowsSerializer,
@@ -32,8 +34,9 @@ from metrics.api.serializers import (
 )
 from metrics.durations import window_start
 from metrics.history import history
+from metrics.hosts import host_states
 from metrics.interfaces import interface_states
-from metrics.models import SamplerRun
+from metrics.models import SamplerRun, Series
 from metrics.snapshot import Snapshot
 from metrics.summary import run_summary, window_bounds, window_summary
 from metrics.talkers import live_tables, top_flows
@@ -106,17 +109,21 @@ ERRORS = {
 }
 
 
-def _speaking_run(iface: str | None) -> SamplerRun:
-    """The run speaking for the (validated) interface, else for the one with the newest sample."""
-    run = SamplerRun.objects.latest_for(iface)
+def _speaking_run(params: dict[str, Any]) -> SamplerRun:
+    """The run speaking for the (validated) host and interface: see InterfaceQuerySerializer."""
+    host = params.get("host")
+    run = SamplerRun.objects.latest_for(params.get("iface"), host.pk if host else None)
     if run is None:
         raise NotFound(NO_SAMPLES)
     return run
 
 
-def _interface(iface: str | None) -> str:
-    """The given (validated) interface, else the one with the newest sample."""
-    return iface or _speaking_run(None).interface
+def _series(params: dict[str, Any]) -> Series:
+    """The (validated) host's interface, else what _speaking_run picks."""
+    host, iface = params.get("host"), params.get("iface")
+    if host is not None and iface is not None:
+        return Series(host.pk, iface)
+    return _speaking_run(params).series
 
 
 def _params(serializer: type[Serializer], request: Request, **context: Any) -> dict[str, Any]:
@@ -133,7 +140,7 @@ class RealtimeView(APIView):
         parameters=[InterfaceQuerySerializer], responses={200: RealtimeSerializer, **ERRORS}
     )
     def get(self, request: Request) -> Response:
-        run = _speaking_run(_params(InterfaceQuerySerializer, request).get("iface"))
+        run = _speaking_run(_params(InterfaceQuerySerializer, request))
         if run.last_sample is None:
             raise NotFound(f"no sample of {run.interface} is kept any more (see retention)")
         return Response(RealtimeSerializer(Snapshot.latest(run, timezone.now())).data)
@@ -147,13 +154,12 @@ class SummaryView(APIView):
     )
     def get(self, request: Request) -> Response:
         params = _params(SummaryQuerySerializer, request)
-        iface = params.get("iface")
         now = timezone.now()
         bounds = window_bounds(params.get("window"), params.get("since"), params.get("until"), now)
         if bounds is None:
-            summary = run_summary(_speaking_run(iface), now)
+            summary = run_summary(_speaking_run(params), now)
         else:
-            summary = window_summary(_interface(iface), *bounds)
+            summary = window_summary(_series(params), *bounds)
         return Response(SummarySerializer(summary).data)
 
 
@@ -170,9 +176,10 @@ class HistoryView(APIView):
             # DRF takes a blank ?format= as no format at all; the schema's enum says otherwise.
             raise ValidationError({"format": ["may not be blank: csv or json, or leave it out"]})
         params = _params(HistoryQuerySerializer, request, now=timezone.now())
-        interface = _interface(params.get("iface"))
+        series = _series(params)
+        interface = series.interface
         result = history(
-            interface,
+            series,
             params["since"],
             params["until"],
             params["step"],
@@ -190,13 +197,26 @@ class HistoryView(APIView):
 
 
 class InterfacesView(APIView):
-    """Every interface with samples, the host total first: its host, data span, current rates
-    and its sampler's state."""
+    """Every interface with samples (of ?host=, else of every host by name), the host total
+    first: its host, data span, current rates and its sampler's state."""
 
-    @extend_schema(responses={200: InterfaceSerializer(many=True), 503: ERRORS[503]})
+    @extend_schema(
+        parameters=[HostQuerySerializer],
+        responses={200: InterfaceSerializer(many=True), 400: ERRORS[400], 503: ERRORS[503]},
+    )
     def get(self, request: Request) -> Response:
-        states = interface_states(timezone.now())
+        host = _params(HostQuerySerializer, request).get("host")
+        states = interface_states(timezone.now(), host.pk if host else None)
         return Response(InterfaceSerializer(states, many=True).data)
+
+
+class HostsView(APIView):
+    """Every host whose sampler writes here, the busiest first: its state, its interfaces and
+    its current traffic."""
+
+    @extend_schema(responses={200: HostSerializer(many=True), 503: ERRORS[503]})
+    def get(self, request: Request) -> Response:
+        return Response(HostSerializer(host_states(timezone.now()), many=True).data)
 
 
 class FlowsTopView(APIView):
@@ -207,10 +227,11 @@ class FlowsTopView(APIView):
     )
     def get(self, request: Request) -> Response:
         params = _params(FlowsTopQuerySerializer, request)
-        interface = _interface(params.get("iface"))
         now = timezone.now()
         since = window_start(params["window"], now)
-        top = top_flows(interface, params["window"], since, now, params["by"], params["limit"])
+        top = top_flows(
+            _series(params), params["window"], since, now, params["by"], params["limit"]
+        )
         return Response(TopFlowsSerializer(top).data)
 
 
@@ -221,5 +242,5 @@ class FlowsLiveView(APIView):
         parameters=[InterfaceQuerySerializer], responses={200: LiveFlowsSerializer, **ERRORS}
     )
     def get(self, request: Request) -> Response:
-        run = _speaking_run(_params(InterfaceQuerySerializer, request).get("iface"))
+        run = _speaking_run(_params(InterfaceQuerySerializer, request))
         return Response(LiveFlowsSerializer(live_tables([run])[run.pk]).data)

@@ -26,7 +26,7 @@ from bpf.pins import forget_kept, holding_kept, kept_directory, opened
 from bpf.program import DEFAULT_FLOW_TABLE
 from metrics.link_events import LinkEvents
 from metrics.links import current_links
-from metrics.models import HOST_TOTAL, SamplerRun
+from metrics.models import HOST_TOTAL, Host, SamplerRun
 from metrics.sampler import Sampler, StatusLog
 from metrics.selection import DEFAULT_EXCLUDE, Selection, SelectionError
 from metrics.watcher import InterfaceWatcher, kept_run, since_written, start_run
@@ -141,7 +141,7 @@ class Command(BaseCommand):
             if not selection.patterns and not selection.all:
                 for name in selection.names:  # names alone: each must be there, and up
                     check_interface(name)
-            _database(SamplerRun.objects.exists)  # before a compile that takes seconds
+            host = _database(Host.objects.local)  # before a compile that takes seconds
             # Subscribed before the first look at the links: no change falls between the two.
             with LinkEvents() as events:
                 links = current_links()
@@ -152,16 +152,18 @@ class Command(BaseCommand):
                         lock = InterfaceLock(HOST_TOTAL)
                         lock.acquire()
                         held.callback(lock.release)
-                        total, started = _database(lambda: host_total(counter, interval))
+                        total, started = _database(lambda: host_total(host, counter, interval))
                     top = None if not flow_table else settings.NETMETRICS_FLOW_TOP
                     sampler = Sampler(counter, interval, top, total, started)
-                    watcher = InterfaceWatcher(counter, sampler, selection)
+                    watcher = InterfaceWatcher(host, counter, sampler, selection)
                     # Names alone: each attaches, or the sampler says why and stops.
                     watcher.sync(links, strict=not selection.patterns and not selection.all)
                     counter.drop_others()
                     log_choice(selection, links)  # after the attach errors, which end it
                     log.info(
-                        "sampling every %gs, egress %s, flows %s, host total %s",
+                        "host %s (id %s): sampling every %gs, egress %s, flows %s, host total %s",
+                        host.name,
+                        host.pk,
                         interval,
                         "on" if counter.egress else "off",
                         f"in a table of {flow_table}" if flow_table else "off",
@@ -212,13 +214,13 @@ def log_choice(selection: Selection, links: dict) -> None:
         log.info("not counting %s: %s", name, reason)
 
 
-def host_total(counter: TrafficCounter, interval: float) -> tuple[SamplerRun, float]:
+def host_total(host: Host, counter: TrafficCounter, interval: float) -> tuple[SamplerRun, float]:
     """The host total's run, continued with its members' kept counters or new, and the
     monotonic time its counts were last written."""
-    run = kept_run(HOST_TOTAL, counter.token(None), counter, interval, "host")
+    run = kept_run(host, HOST_TOTAL, counter.token(None), counter, interval, "host")
     if run is not None:
         return run, since_written(run)
-    run = start_run(HOST_TOTAL, "host", counter, interval)
+    run = start_run(host, HOST_TOTAL, "host", counter, interval)
     counter.set_token(None, run.kernel_token or 0)
     return run, time.monotonic()
 
