@@ -13,7 +13,8 @@ from metrics.selection import HOST_TOTAL
 @dataclass(frozen=True)
 class HostState:
     host: Host
-    status: str  # that of the run with its newest sample (SamplerRun.status); "idle": none yet
+    status: str  # "catching up" (Host.backlog), else that of the run with its newest sample
+    # (SamplerRun.status); "idle": no sample yet
     interfaces: list[str]  # those with samples, the host total first
     last_sample: datetime | None
     rx_bps: float | None  # its newest sample's, of the host total when it has one; None unless
@@ -34,10 +35,10 @@ def host_states(now: datetime) -> list[HostState]:
 def _state(host: Host, runs: list[SamplerRun], now: datetime) -> HostState:
     names = sorted((run.interface for run in runs), key=lambda name: (name != HOST_TOTAL, name))
     if not runs:
-        return HostState(host, "idle", [], None, None, None)
+        return HostState(host, "catching up" if host.backlog else "idle", [], None, None, None)
     run = runs[0]
     sample = run.last_sample
-    status = run.status(now)
+    status = "catching up" if host.backlog else run.status(now)
     rx = tx = None
     if sample is not None and status == "running":
         counters = sample.counters()

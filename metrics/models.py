@@ -84,6 +84,11 @@ class Host(models.Model):
     id = models.UUIDField(primary_key=True)
     name = models.CharField(max_length=255, help_text="NETMETRICS_HOST_NAME, else its hostname")
     first_seen = models.DateTimeField(auto_now_add=True)
+    backlog = models.PositiveIntegerField(
+        default=0,
+        help_text="ticks its sampler spooled while this database did not answer and has yet "
+        "to write: catching up while not 0",
+    )
 
     objects = HostQuerySet.as_manager()
 

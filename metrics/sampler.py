@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from django.db import DatabaseError, connection, transaction
@@ -17,9 +18,10 @@ from bpf.classes import ALL_COUNTER_NAMES
 from bpf.flows import FlowCounts
 from metrics.flows import FlowTracker, merged
 from metrics.flows import save as save_flows
-from metrics.models import Recording, Sample, SamplerRun, Series
+from metrics.models import Host, Recording, Sample, SamplerRun, Series
 from metrics.rates import bandwidth_bps
 from metrics.retention import prune
+from metrics.spool import Entry, Spool, spooled
 
 log = logging.getLogger("netmetrics.sampler")
 
@@ -52,6 +54,11 @@ class Sampler:
     tick or a failed write widens the next sample instead of losing or inventing traffic. With
     `flow_top`, each tick also harvests the kernel's flow table and writes what it keeps in the
     same transaction; what a failed write did not store stays in memory.
+
+    With a `spool` (a central database: DATABASE_URL), a tick the database does not take is
+    kept in the spool instead, and so is every tick after it until catch_up() has written the
+    spool out, oldest first: the database receives every tick, in order, and the samples and
+    rollups are those that writing on time would have made. Flows wait in memory meanwhile.
     """
 
     # Each interface is pruned at most every PRUNE_EVERY ticks, one interface a tick: with 50
@@ -66,8 +73,11 @@ class Sampler:
         flow_top: int | None = None,
         total: SamplerRun | None = None,
         started: float | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.kernel = kernel
+        self.spool = spool
+        self._replayed: dict[int, SamplerRun] = {}  # kernel token: a spooled run, as written
         self.interval = interval
         self.flow_top = flow_top
         self.watched: dict[str, Watched] = {}
@@ -141,6 +151,11 @@ class Sampler:
             for watched, counts, _ in writes
         ]
         trackers = [(w.flows, last) for w, _, last in writes if w.flows is not None]
+        # The spool first while it holds ticks, so that the database gets every tick in order;
+        # and for a run the database has not seen (started while it did not answer): the
+        # spool creates it.
+        if self.spooling or any(w.run.pk is None for w, _, _ in writes):
+            return self._spool(writes, recordings, timestamp, now, closing)
         try:
             with transaction.atomic():
                 samples = SamplerRun.objects.record(recordings, timestamp)
@@ -155,9 +170,12 @@ class Sampler:
                 for field, value in fields.items():
                     setattr(run, field, value)
             self.failed_writes += 1
-            log.warning("samples not written (%s); retrying next tick", exc)
             # A broken connection (file replaced, disk error) is reopened on the next try.
             connection.close_if_unusable_or_obsolete()
+            if self.spool is not None:
+                log.warning("the database does not answer (%s): spooling to %s", exc, self.spool)
+                return self._spool(writes, recordings, timestamp, now, closing)
+            log.warning("samples not written (%s); retrying next tick", exc)
             return None
         for tracker, written in minutes:
             tracker.forget(written)
@@ -171,6 +189,103 @@ class Sampler:
         if self._to_prune:
             self.prune(self._to_prune.popleft())
         return samples
+
+    @property
+    def spooling(self) -> bool:
+        """Whether ticks go to the spool: it holds ticks not yet written."""
+        return self.spool is not None and len(self.spool) > 0
+
+    def _spool(
+        self,
+        writes: list[tuple[Watched, Mapping[str, int], bool]],
+        recordings: list[Recording],
+        timestamp: datetime,
+        now: float,
+        closing: Collection[str],
+    ) -> list[Sample]:
+        """Keep the tick in the spool, as written as far as this process goes: the runs stay
+        as the database has them, which the spooled counters are deltas against."""
+        assert self.spool is not None
+        self.spool.add(
+            [
+                spooled(rec, timestamp, last)
+                for rec, (_, _, last) in zip(recordings, writes, strict=True)
+            ]
+        )
+        for watched, _, _ in writes:
+            watched.last_written = now
+        for name in closing:
+            self.watched.pop(name, None)
+        return []
+
+    def catch_up(self, until: float, batch: int = 60) -> None:
+        """Write spooled ticks to the database, oldest first, `batch` ticks a transaction,
+        until the spool is empty or the monotonic time `until`. The host shows as catching up
+        (Host.backlog) meanwhile."""
+        if not self.spooling:
+            return
+        assert self.spool is not None
+        while len(self.spool) and time.monotonic() < until:
+            ticks = self.spool.oldest(batch)
+            try:
+                with transaction.atomic():
+                    host = Host.objects.local()
+                    for tick in ticks:
+                        for entry in tick.entries:
+                            run = self._spooled_run(host, entry)
+                            counts = entry.counter_values()
+                            run.record(counts, entry.end, entry.elapsed, entry.members)
+                            if entry.stop:
+                                run.stop(entry.end)
+                    Host.objects.filter(pk=host.pk).update(backlog=len(self.spool) - len(ticks))
+            except DatabaseError as exc:
+                self._replayed.clear()  # they may hold what was rolled back
+                connection.close_if_unusable_or_obsolete()
+                log.debug("spool: not written yet (%s)", exc)
+                return
+            self.spool.remove(ticks)
+        if not len(self.spool):
+            self._caught_up()
+
+    def _spooled_run(self, host: Host, entry: Entry) -> SamplerRun:
+        """The run a spooled entry belongs to, as written so far; made by its first entry."""
+        run = self._replayed.get(entry.token)
+        if run is None:
+            runs = SamplerRun.objects.filter(host=host, kernel_token=entry.token)
+            run = runs.select_related("last_sample").first()
+            if run is None:
+                fields = {
+                    **entry.run,
+                    "started_at": datetime.fromisoformat(entry.run["started_at"]),
+                }
+                run = SamplerRun.objects.create(host=host, kernel_token=entry.token, **fields)
+            self._replayed[entry.token] = run
+        return run
+
+    def _caught_up(self) -> None:
+        """The spool is written: go on from the runs as the database now has them."""
+        assert self.spool is not None
+        for watched in [*self.watched.values(), *([self.total] if self.total else [])]:
+            token = watched.run.kernel_token
+            run = self._replayed.get(token) if token else None
+            if run is None:
+                runs = SamplerRun.objects.filter(host_id=watched.run.host_id, kernel_token=token)
+                run = runs.select_related("last_sample").first()
+            if run is None:  # opened since its last tick: its next tick goes to the spool
+                continue
+            watched.run = run
+            if watched.flows is not None:
+                watched.flows.run = run
+        self._replayed.clear()
+        for interface, since, until in self.spool.folded():
+            log.warning(
+                "%s: per-second detail from %s to %s was folded into one sample (spool full)",
+                interface,
+                since,
+                until,
+            )
+        self.spool.forget_folded()
+        log.info("caught up: every spooled tick is written")
 
     def _total(
         self, counters: Mapping[str, Mapping[str, int]], members: list[str]

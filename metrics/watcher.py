@@ -23,6 +23,7 @@ from metrics.links import Link, current_links, total_members
 from metrics.models import Host, SamplerRun
 from metrics.sampler import Sampler
 from metrics.selection import Selection
+from metrics.spool import Spool
 
 log = logging.getLogger("netmetrics.sampler")
 
@@ -74,20 +75,16 @@ class InterfaceWatcher:
         """Attach to `name` and start its run, or continue the run its kept counters belong
         to; PreflightError (one line) when it cannot be."""
         counted = self.counter.add(name)
-        started = time.monotonic()
         try:
-            run = kept_run(
-                self.host, name, counted.token, self.counter, self.sampler.interval, counted.mode
+            run, started = open_run(
+                self.host,
+                name,
+                counted.mode,
+                self.counter,
+                self.sampler.interval,
+                self.sampler.spool,
+                self.sampler.spooling,
             )
-            if run is not None:
-                self.counter.resume(name, run.counters())
-                started = since_written(run)
-            else:
-                if counted.token:
-                    self.counter.reset(name)
-                    started = time.monotonic()
-                run = start_run(self.host, name, counted.mode, self.counter, self.sampler.interval)
-                self.counter.set_token(name, run.kernel_token or 0)
         except DatabaseError as exc:
             self.counter.remove(name)
             raise PreflightError(f"cannot write its run to the database ({exc})") from None
@@ -110,13 +107,56 @@ class InterfaceWatcher:
         self._left_out = left_out
 
 
-def start_run(
+def open_run(
+    host: Host,
+    name: str,
+    mode: str,
+    counter: TrafficCounter,
+    interval: float,
+    spool: Spool | None = None,
+    offline: bool = False,
+) -> tuple[SamplerRun, float]:
+    """The run of interface `name` once its programs are attached (or of the host total:
+    `mode` "host"), and the monotonic time its counts were last written: the run its kept
+    counters belong to, continued, else a new one from zero.
+
+    With a spool, a database that does not answer (or `offline`: the spool still holds ticks,
+    so the database's runs are behind) gives a new run that is not saved: the spool creates it
+    with its first tick. Kept counters are then counted afresh, since their run cannot be
+    read; what they held since their last sample was spooled by the sampler that wrote them.
+    """
+    iface = None if mode == "host" else name
+    token = counter.token(iface)
+    try:
+        if not offline:
+            if host._state.adding:  # the database did not answer when the sampler started
+                host.save()
+            run = kept_run(host, name, token, counter, interval, mode)
+            if run is not None:
+                if iface is not None:
+                    counter.resume(iface, run.counters())
+                return run, since_written(run)
+        run = new_run(host, name, mode, counter, interval)
+        if not offline:
+            run.save()
+    except DatabaseError:
+        if spool is None:
+            raise
+        log.warning("%s: the database does not answer: a new run, created by the spool", name)
+        run = new_run(host, name, mode, counter, interval)
+    if token and iface is not None:
+        counter.reset(iface)
+    counter.set_token(iface, run.kernel_token or 0)
+    return run, time.monotonic()
+
+
+def new_run(
     host: Host, name: str, mode: str, counter: TrafficCounter, interval: float
 ) -> SamplerRun:
     """An interface's run, once its programs are attached and the mode they got is known; or
-    the host total's (`mode` "host"). Its kernel_token is new: the caller sets it beside the
-    counters (TrafficCounter.set_token)."""
-    return SamplerRun.objects.create(
+    the host total's (`mode` "host"), not saved yet. Its kernel_token is new: the caller sets
+    it beside the counters (TrafficCounter.set_token)."""
+    return SamplerRun(
         host=host,
         interface=name,
         mode=mode,

@@ -19,6 +19,10 @@ REDIS_URL                 redis://HOST:PORT/DB: the channel layer is channels_re
 NETMETRICS_HOST_ID        this host's id in a fleet (a UUID); else derived from /etc/machine-id,
                           else generated once and kept beside the database
 NETMETRICS_HOST_NAME      this host's display name (default: its hostname, as it is now)
+NETMETRICS_SPOOL, NETMETRICS_SPOOL_TICKS
+                          with DATABASE_URL: the sampler's spool file while the database does
+                          not answer (default spool.sqlite3 beside NETMETRICS_DB) and the ticks
+                          it keeps at full resolution (86400)
 """
 
 import os
@@ -60,6 +64,13 @@ NETMETRICS_RETENTION = {
     table.retention: env_duration(table.setting, default=table.default_retention)
     for table in RETAINED
 }
+
+# With DATABASE_URL: where the sampler keeps the ticks the central database did not take, and
+# how many at full resolution (older ones are folded together; see metrics/spool.py).
+NETMETRICS_SPOOL = Path(
+    os.environ.get("NETMETRICS_SPOOL") or DATABASE_PATH.parent / "spool.sqlite3"
+)
+NETMETRICS_SPOOL_TICKS = env_int("NETMETRICS_SPOOL_TICKS", default=86_400, low=10, high=10**8)
 
 # The top flows of each minute the sampler stores: this many by bytes, and by packets.
 NETMETRICS_FLOW_TOP = env_int("NETMETRICS_FLOW_TOP", default=20, low=1, high=1000)

@@ -297,8 +297,12 @@ class HostSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="host.pk")
     name = serializers.CharField(source="host.name")
     status = serializers.ChoiceField(
-        choices=["running", "stale", "stopped", "idle"],
-        help_text="its newest-sampled run's (as /api/interfaces); idle: no samples yet",
+        choices=["running", "stale", "stopped", "idle", "catching up"],
+        help_text="catching up: writing what its sampler spooled while this database did not "
+        "answer; else its newest-sampled run's (as /api/interfaces); idle: no samples yet",
+    )
+    backlog = serializers.IntegerField(
+        source="host.backlog", help_text="spooled ticks it has yet to write (catching up)"
     )
     interfaces = serializers.ListField(
         child=serializers.CharField(), help_text="those with samples, the host total first"

@@ -26,10 +26,11 @@ from bpf.pins import forget_kept, holding_kept, kept_directory, opened
 from bpf.program import DEFAULT_FLOW_TABLE
 from metrics.link_events import LinkEvents
 from metrics.links import current_links
-from metrics.models import HOST_TOTAL, Host, SamplerRun
+from metrics.models import HOST_TOTAL, Host
 from metrics.sampler import Sampler, StatusLog
 from metrics.selection import DEFAULT_EXCLUDE, Selection, SelectionError
-from metrics.watcher import InterfaceWatcher, kept_run, since_written, start_run
+from metrics.spool import Spool
+from metrics.watcher import InterfaceWatcher, open_run
 
 log = logging.getLogger("netmetrics.sampler")
 T = TypeVar("T")
@@ -141,7 +142,12 @@ class Command(BaseCommand):
             if not selection.patterns and not selection.all:
                 for name in selection.names:  # names alone: each must be there, and up
                     check_interface(name)
-            host = _database(Host.objects.local)  # before a compile that takes seconds
+            spool = _spool()
+            host, answered = _local_host(spool)  # before a compile that takes seconds
+            if spool is not None and answered:
+                # What an earlier sampler spooled goes first: the runs it continues are then
+                # as it left them.
+                Sampler(counter, interval, spool=spool).catch_up(time.monotonic() + 60)
             # Subscribed before the first look at the links: no change falls between the two.
             with LinkEvents() as events:
                 links = current_links()
@@ -152,9 +158,14 @@ class Command(BaseCommand):
                         lock = InterfaceLock(HOST_TOTAL)
                         lock.acquire()
                         held.callback(lock.release)
-                        total, started = _database(lambda: host_total(host, counter, interval))
+                        offline = not answered or (spool is not None and len(spool) > 0)
+                        total, started = _database(
+                            lambda: open_run(
+                                host, HOST_TOTAL, "host", counter, interval, spool, offline
+                            )
+                        )
                     top = None if not flow_table else settings.NETMETRICS_FLOW_TOP
-                    sampler = Sampler(counter, interval, top, total, started)
+                    sampler = Sampler(counter, interval, top, total, started, spool)
                     watcher = InterfaceWatcher(host, counter, sampler, selection)
                     # Names alone: each attaches, or the sampler says why and stops.
                     watcher.sync(links, strict=not selection.patterns and not selection.all)
@@ -195,7 +206,17 @@ class Command(BaseCommand):
             if time.time() >= deadline:
                 status.add(sampler.tick())
                 deadline = _next_boundary(sampler.interval)
+                # Spooled ticks in the time left before the next one.
+                sampler.catch_up(time.monotonic() + 0.8 * (deadline - time.time()))
         sampler.flush()
+        if sampler.spool is not None and sampler.spooling:
+            sampler.catch_up(time.monotonic() + 5)
+            if sampler.spooling:
+                log.warning(
+                    "%d ticks stay in the spool %s: the next start writes them",
+                    len(sampler.spool),
+                    sampler.spool,
+                )
 
 
 def log_choice(selection: Selection, links: dict) -> None:
@@ -212,17 +233,6 @@ def log_choice(selection: Selection, links: dict) -> None:
         )
     for name, reason in sorted(choice.skipped.items()):
         log.info("not counting %s: %s", name, reason)
-
-
-def host_total(host: Host, counter: TrafficCounter, interval: float) -> tuple[SamplerRun, float]:
-    """The host total's run, continued with its members' kept counters or new, and the
-    monotonic time its counts were last written."""
-    run = kept_run(host, HOST_TOTAL, counter.token(None), counter, interval, "host")
-    if run is not None:
-        return run, since_written(run)
-    run = start_run(host, HOST_TOTAL, "host", counter, interval)
-    counter.set_token(None, run.kernel_token or 0)
-    return run, time.monotonic()
 
 
 def detach_kept(spec: str) -> None:
@@ -262,17 +272,48 @@ def _database(query: Callable[[], T]) -> T:
     try:
         return query()
     except DatabaseError as exc:
-        # PostgreSQL's messages go on over more lines (LINE 1: ..., a caret): the first says it.
-        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        check = (
-            "check DATABASE_URL and the role's rights"
-            if settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
-            else "check NETMETRICS_DB and its permissions"
-        )
-        raise CommandError(
-            f"cannot write the database {settings.DATABASES['default']['NAME']}: {cause} "
-            f"(run 'make setup' for migrations; {check})"
-        ) from None
+        raise CommandError(_database_error(exc)) from None
+
+
+def _database_error(exc: DatabaseError) -> str:
+    """A database error as one line: the cause and the fix."""
+    # PostgreSQL's messages go on over more lines (LINE 1: ..., a caret): the first says it.
+    cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    check = (
+        "check DATABASE_URL and the role's rights"
+        if _central()
+        else "check NETMETRICS_DB and its permissions"
+    )
+    return (
+        f"cannot write the database {settings.DATABASES['default']['NAME']}: {cause} "
+        f"(run 'make setup' for migrations; {check})"
+    )
+
+
+def _central() -> bool:
+    """Whether the database is a central PostgreSQL (DATABASE_URL), not this host's file."""
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def _spool() -> Spool | None:
+    """The spool for ticks a central database does not take; none for a local SQLite file,
+    whose failures (a lock, a full disk) the next tick's longer sample covers."""
+    if not _central():
+        return None
+    return Spool(settings.NETMETRICS_SPOOL, settings.NETMETRICS_SPOOL_TICKS)
+
+
+def _local_host(spool: Spool | None) -> tuple[Host, bool]:
+    """This host's row, and whether the database answered. Without a spool a database error
+    ends the command in one line; with one it is a one-line warning, and the sampler counts
+    into the spool until the database answers."""
+    try:
+        return Host.objects.local(), True
+    except DatabaseError as exc:
+        if spool is None:
+            raise CommandError(_database_error(exc)) from None
+        log.warning("%s; counting into the spool %s until it answers", _database_error(exc), spool)
+        return Host(id=settings.NETMETRICS_HOST_ID, name=settings.NETMETRICS_HOST_NAME), False
 
 
 def _next_boundary(interval: float) -> float:
