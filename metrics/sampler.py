@@ -78,6 +78,8 @@ class Sampler:
         self.kernel = kernel
         self.spool = spool
         self._replayed: dict[int, SamplerRun] = {}  # kernel token: a spooled run, as written
+        self._retry_at = 0.0  # monotonic: catch_up's next try after a failed one
+        self._retry_wait = 0.0
         self.interval = interval
         self.flow_top = flow_top
         self.watched: dict[str, Watched] = {}
@@ -222,7 +224,7 @@ class Sampler:
         """Write spooled ticks to the database, oldest first, `batch` ticks a transaction,
         until the spool is empty or the monotonic time `until`. The host shows as catching up
         (Host.backlog) meanwhile."""
-        if not self.spooling:
+        if not self.spooling or time.monotonic() < self._retry_at:
             return
         assert self.spool is not None
         while len(self.spool) and time.monotonic() < until:
@@ -241,8 +243,13 @@ class Sampler:
             except DatabaseError as exc:
                 self._replayed.clear()  # they may hold what was rolled back
                 connection.close_if_unusable_or_obsolete()
+                # A server that is gone may take a connect timeout to say so: wait longer
+                # between tries the longer it stays away (1 s, doubling, at most 30 s).
+                self._retry_wait = min(30.0, self._retry_wait * 2) if self._retry_wait else 1.0
+                self._retry_at = time.monotonic() + self._retry_wait
                 log.debug("spool: not written yet (%s)", exc)
                 return
+            self._retry_wait = 0.0
             self.spool.remove(ticks)
         if not len(self.spool):
             self._caught_up()

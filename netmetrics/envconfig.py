@@ -18,6 +18,15 @@ from metrics.durations import parse_duration
 from netmetrics.sudo import give_to_invoking_user
 
 POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql")
+# libpq's: a central server that is gone must fail a connect or a query within seconds, not
+# after TCP's minutes of retries, so that the sampler turns to its spool and keeps ticking.
+POSTGRES_TIMEOUTS = {
+    "connect_timeout": 5,  # seconds
+    "keepalives_idle": 10,  # seconds of silence before the first probe
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # milliseconds a sent query may stay unacknowledged
+}
 
 
 def env_bool(name: str, *, default: bool) -> bool:
@@ -85,6 +94,8 @@ def env_database(name: str) -> dict[str, Any] | None:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"{name}: no database name: postgres://USER@HOST:PORT/NAME")
+    # Parameters the URL gives (?connect_timeout=...) win over these defaults.
+    config["OPTIONS"] = {**POSTGRES_TIMEOUTS, **config.get("OPTIONS", {})}
     return config
 
 

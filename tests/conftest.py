@@ -56,6 +56,17 @@ def requires_systemd() -> None:
     )
 
 
+@pytest.fixture(scope="session")
+def requires_postgres() -> None:
+    """For tests of a central PostgreSQL (DATABASE_URL). CI runs the suite on PostgreSQL first
+    and then on SQLite with CI_POSTGRES_PASSED=1: there they skip, having run."""
+    if os.environ.get("DATABASE_URL"):
+        return
+    if os.environ.get("CI_POSTGRES_PASSED") == "1":
+        pytest.skip("PostgreSQL only: ran in CI's PostgreSQL pass")
+    _skip_unless_possible("PostgreSQL", "needs DATABASE_URL=postgres://... (a PostgreSQL server)")
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 

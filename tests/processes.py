@@ -52,7 +52,7 @@ def migrated_env(db: Path, *, sqlite: bool = False) -> dict[str, str]:
             url, _scratch.create(url, template=_scratch.template(url))
         )
         return env
-    _migrate(env)
+    migrate(env)
     return env
 
 
@@ -68,7 +68,8 @@ def unmigrated_env(db: Path) -> dict[str, str]:
     return env
 
 
-def _migrate(env: dict[str, str]) -> None:
+def migrate(env: dict[str, str]) -> None:
+    """manage.py migrate on the environment's database; ProcessFailed says why not."""
     result = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
         cwd=ROOT,
@@ -92,7 +93,7 @@ class _ScratchDatabases:
     def template(self, url: str) -> str:
         if url not in self.templates:
             name = self.create(url, template="template0")
-            _migrate({**os.environ, "DATABASE_URL": _with_database(url, name)})
+            migrate({**os.environ, "DATABASE_URL": _with_database(url, name)})
             self.templates[url] = name
         return self.templates[url]
 
