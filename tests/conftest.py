@@ -1,5 +1,6 @@
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -54,6 +55,26 @@ def requires_systemd() -> None:
     _skip_unless_possible(
         "systemd", f"{', '.join(missing)} missing (apt-get install systemd)" if missing else None
     )
+
+
+def _central_unavailable_reason() -> str | None:
+    """Why `make central`'s tests cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "setting up PostgreSQL roles and Redis needs root"
+    tools = ("pg_lsclusters", "pg_createcluster", "redis-server")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} missing (apt-get install postgresql redis-server)"
+    clusters = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True)
+    if not any(line.split()[3].startswith("online") for line in clusters.stdout.splitlines()):
+        return "no PostgreSQL cluster is running (pg_lsclusters; pg_ctlcluster VERSION main start)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def requires_central() -> None:
+    """For tests of scripts/central.sh: root, PostgreSQL with a running cluster, Redis."""
+    _skip_unless_possible("central", _central_unavailable_reason())
 
 
 CHROMIUM = "/usr/bin/chromium"
