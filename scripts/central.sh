@@ -347,7 +347,7 @@ if [ "$REDIS" = 1 ]; then
     case $answer in
         PONG) ;;
         *"Could not connect"*) die "Redis does not answer on 127.0.0.1:$redis_port (see its log, 'logfile' in $REDIS_CONF)" ;;
-        *) die "127.0.0.1:$redis_port answers, but not to this password ($answer): another redis-server holds the port; stop it, or NETMETRICS_CENTRAL_REDIS=0 leaves Redis alone" ;;
+        *) die "127.0.0.1:$redis_port answers, but not to this password ($(head -n 1 <<<"$answer")): another redis-server holds the port; stop it, or NETMETRICS_CENTRAL_REDIS=0 leaves Redis alone" ;;
     esac
 fi
 
