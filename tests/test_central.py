@@ -28,8 +28,6 @@ from netmetrics.scram import matches, verifier
 from tests.conftest import _skip_unless_possible
 from tests.processes import ROOT, wait_for
 
-pytestmark = pytest.mark.usefixtures("requires_central")
-
 SCRIPT = ROOT / "scripts" / "central.sh"
 # The environment of the script and of the hosts' manage.py: none of the suite's own database.
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
@@ -159,7 +157,7 @@ def scratch_redis(directory: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def centre() -> Iterator[Centre]:
+def centre(requires_central) -> Iterator[Centre]:
     """central.sh's settings for a database and roles of this test's own on the running cluster,
     and a scratch Redis; all of it dropped afterwards."""
     cluster, _ = running_cluster()
@@ -305,7 +303,7 @@ def host_address() -> str:
 
 
 @pytest.fixture
-def scratch_cluster() -> Iterator[tuple[str, str]]:
+def scratch_cluster(requires_central) -> Iterator[tuple[str, str]]:
     """A PostgreSQL cluster of this test's own (VERSION/NAME, port), dropped afterwards."""
     version = running_cluster()[0].split("/")[0]
     name, port = f"nmcentral{os.getpid()}", str(free_port())
