@@ -315,6 +315,8 @@ def scratch_cluster(requires_central) -> Iterator[tuple[str, str]]:
         yield f"{version}/{name}", port
     finally:
         subprocess.run(["pg_dropcluster", "--stop", version, name], check=True, timeout=120)
+        # What pg_dropcluster does not know: central.sh's conf.d file, if a failure left it.
+        shutil.rmtree(f"/etc/postgresql/{version}/{name}", ignore_errors=True)
 
 
 def reaches(url: str) -> bool:
