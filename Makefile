@@ -3,7 +3,7 @@ IFACE ?=
 PORT ?= 8000
 PYTHON := .venv/bin/python
 
-.PHONY: setup run test lint lock install uninstall
+.PHONY: setup run test lint lock install uninstall central
 
 setup:
 	@bash scripts/setup.sh
@@ -35,3 +35,9 @@ install:
 
 uninstall:
 	@PURGE="$(PURGE)" bash scripts/service.sh uninstall
+
+# The centre of a fleet (README "A fleet: the centre"): PostgreSQL and Redis on this host, the
+# roles of the samplers and the web, and the lines to put on each host. ALLOW=CIDR[,CIDR] opens
+# them to those networks (remembered; ALLOW=none closes them again).
+central: setup
+	@ALLOW="$(ALLOW)" CENTRAL_ADDRESS="$(CENTRAL_ADDRESS)" bash scripts/central.sh

@@ -12,6 +12,8 @@ DATA=/var/lib/netmetrics
 UNITS=/etc/systemd/system
 USER_NAME=netmetrics
 SERVICES=(netmetrics-sampler.service netmetrics-web.service)
+# The sampler unit's drop-in that lets it reach a database on another host (IPAddressDeny=any).
+DATABASE_DROPIN=$UNITS/netmetrics-sampler.service.d/database.conf
 
 action=${1:?usage: service.sh install|uninstall}
 say() { printf '%s: %s\n' "$action" "$*"; }
@@ -50,9 +52,14 @@ do_install() {
     install -d -m 0755 "$(dirname "$CONFIG")"
     if [ ! -e "$CONFIG" ]; then
         say "writing $CONFIG (edit it, then restart the units)"
-        install -m 0644 deploy/netmetrics.env "$CONFIG"
+        install -m 0600 deploy/netmetrics.env "$CONFIG"
     else
         say "keeping $CONFIG"
+        # Root's only, as systemd reads it: it may hold passwords (DATABASE_URL, REDIS_URL).
+        if [ -n "$(find "$CONFIG" -perm /077)" ]; then
+            say "making $CONFIG root's only (it may hold passwords)"
+            chmod go-rwx "$CONFIG"
+        fi
     fi
     install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$DATA"
 
@@ -64,6 +71,7 @@ do_install() {
     chown -R "$USER_NAME:$USER_NAME" "$DATA"
 
     for unit in "${SERVICES[@]}"; do install -m 0644 "deploy/$unit" "$UNITS/$unit"; done
+    database_dropin
     systemctl enable "${SERVICES[@]}" 2>&1 | sed "s/^/$action: /"
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload
@@ -72,6 +80,47 @@ do_install() {
     else
         say "systemd is not running here (not PID 1): the units are enabled and start at the next boot"
     fi
+}
+
+# The sampler unit sends no IP packet (IPAddressDeny=any), except to its database when
+# DATABASE_URL names one on another host: a drop-in allows that host's addresses (resolved now:
+# run make install again when they change), and AF_INET6 for an IPv6 one. A Unix socket needs
+# none of it.
+database_dropin() {
+    local host addresses
+    host=$("$PREFIX/.venv/bin/python" - <<'PY'
+import os
+from urllib.parse import parse_qs, unquote, urlsplit
+
+url = os.environ.get("DATABASE_URL", "").strip()
+parts = urlsplit(url)
+host = parse_qs(parts.query).get("host", [""])[0] or unquote(parts.hostname or "")
+print("" if not url or host.startswith("/") else host)
+PY
+    )
+    if [ -z "$host" ]; then
+        if [ -e "$DATABASE_DROPIN" ]; then
+            say "removing $DATABASE_DROPIN (no database on another host)"
+            remove_database_dropin
+        fi
+        return
+    fi
+    addresses=$({ getent ahosts "$host" || true; } | awk '{ print $1 }' | sort -u | tr '\n' ' ')
+    [ -n "$addresses" ] || die "DATABASE_URL's host $host does not resolve: the sampler unit could not reach it"
+    say "the sampler may reach its database at $host (${addresses% })"
+    mkdir -p "$(dirname "$DATABASE_DROPIN")"
+    {
+        echo "# make install: DATABASE_URL's host, $host, from $CONFIG; no other IP traffic."
+        echo "[Service]"
+        echo "IPAddressAllow=${addresses% }"
+        [[ $addresses != *:* ]] || echo "RestrictAddressFamilies=AF_INET6"
+    } >"$DATABASE_DROPIN"
+}
+
+# Only ours: the directory may hold the operator's drop-ins too (systemctl edit).
+remove_database_dropin() {
+    rm -f "$DATABASE_DROPIN"
+    rmdir "$(dirname "$DATABASE_DROPIN")" 2>/dev/null || true
 }
 
 do_uninstall() {
@@ -90,6 +139,7 @@ do_uninstall() {
     fi
     rm -rf /sys/fs/bpf/netmetrics
     rmdir /run/netmetrics 2>/dev/null || true  # the units' locks, once no sampler holds one
+    remove_database_dropin
     for unit in "${SERVICES[@]}"; do
         if [ -e "$UNITS/$unit" ]; then
             systemctl disable "$unit" 2>&1 | sed "s/^/$action: /"

@@ -1,5 +1,6 @@
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -65,6 +66,26 @@ def requires_postgres() -> None:
     if os.environ.get("CI_POSTGRES_PASSED") == "1":
         pytest.skip("PostgreSQL only: ran in CI's PostgreSQL pass")
     _skip_unless_possible("PostgreSQL", "needs DATABASE_URL=postgres://... (a PostgreSQL server)")
+
+
+def _central_unavailable_reason() -> str | None:
+    """Why `make central`'s tests cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "setting up PostgreSQL roles and Redis needs root"
+    tools = ("pg_lsclusters", "pg_createcluster", "redis-server")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} missing (apt-get install postgresql redis-server)"
+    clusters = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True)
+    if not any(line.split()[3].startswith("online") for line in clusters.stdout.splitlines()):
+        return "no PostgreSQL cluster is running (pg_lsclusters; pg_ctlcluster VERSION main start)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def requires_central() -> None:
+    """For tests of scripts/central.sh: root, PostgreSQL with a running cluster, Redis."""
+    _skip_unless_possible("central", _central_unavailable_reason())
 
 
 CHROMIUM = "/usr/bin/chromium"
