@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -95,7 +95,9 @@ def env_database(name: str) -> dict[str, Any] | None:
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"{name}: no database name: postgres://USER@HOST:PORT/NAME")
     # Parameters the URL gives (?connect_timeout=...) win over these defaults.
-    config["OPTIONS"] = {**POSTGRES_TIMEOUTS, **config.get("OPTIONS", {})}
+    options: dict[str, Any] = {**POSTGRES_TIMEOUTS}
+    options.update(cast("dict[str, Any]", config.get("OPTIONS") or {}))
+    config["OPTIONS"] = options
     return config
 
 

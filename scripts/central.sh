@@ -375,6 +375,7 @@ cat <<EOF
 
 # Each sampler host: /etc/netmetrics/netmetrics.env, then 'sudo make install'
 DATABASE_URL=postgres://$SAMPLER:${kept[SAMPLER_PASSWORD]}@$host:$pg_port/$DB
+#NETMETRICS_HOST_NAME=the name the dashboard shows for it (default: its hostname)
 
 # Each web host: /etc/netmetrics/web.env (mode 600; read by netmetrics-web only, after netmetrics.env), then 'sudo systemctl restart netmetrics-web'
 DATABASE_URL=postgres://$WEB:${kept[WEB_PASSWORD]}@$host:$pg_port/$DB

@@ -103,8 +103,11 @@ def test_three_hosts_write_their_own_exact_totals_to_one_database(central, tmp_p
         for host, count in sent.items():
             pairs[host].send_udp(count)
         for host, count in sent.items():
-            want = (count, count * UDP_FRAME)
-            wait_for(lambda h=host, w=want: received(central, h) == w, 10, f"{host}'s datagrams")
+
+            def arrived(host: str = host, count: int = count) -> bool:
+                return received(central, host) == (count, count * UDP_FRAME)
+
+            wait_for(arrived, 10, f"{host}'s datagrams")
         for sampler in samplers.values():
             assert sampler.stop() == 0, sampler.output()
 

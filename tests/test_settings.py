@@ -106,7 +106,8 @@ def test_database_and_redis_urls(monkeypatch) -> None:
     assert config["OPTIONS"]["connect_timeout"] == 5
     assert config["OPTIONS"]["tcp_user_timeout"] == 10_000
     monkeypatch.setenv("DATABASE_URL", "postgres://nm@db.example/fleet?connect_timeout=2")
-    assert envconfig.env_database("DATABASE_URL")["OPTIONS"]["connect_timeout"] == 2
+    given = envconfig.env_database("DATABASE_URL")
+    assert given is not None and given["OPTIONS"]["connect_timeout"] == 2
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/1")
     assert envconfig.env_redis("REDIS_URL") == "redis://127.0.0.1:6379/1"
     monkeypatch.delenv("DATABASE_URL")
