@@ -22,7 +22,7 @@ NETMETRICS_HOST_NAME      this host's display name (default: its hostname, as it
 NETMETRICS_SPOOL, NETMETRICS_SPOOL_TICKS
                           with DATABASE_URL: the sampler's spool file while the database does
                           not answer (default spool.sqlite3 beside NETMETRICS_DB) and the ticks
-                          it keeps at full resolution (86400)
+                          it keeps at full resolution (21600: 6 hours at 1 Hz)
 """
 
 import os
@@ -70,7 +70,7 @@ NETMETRICS_RETENTION = {
 NETMETRICS_SPOOL = Path(
     os.environ.get("NETMETRICS_SPOOL") or DATABASE_PATH.parent / "spool.sqlite3"
 )
-NETMETRICS_SPOOL_TICKS = env_int("NETMETRICS_SPOOL_TICKS", default=86_400, low=10, high=10**8)
+NETMETRICS_SPOOL_TICKS = env_int("NETMETRICS_SPOOL_TICKS", default=21_600, low=10, high=10**8)
 
 # The top flows of each minute the sampler stores: this many by bytes, and by packets.
 NETMETRICS_FLOW_TOP = env_int("NETMETRICS_FLOW_TOP", default=20, low=1, high=1000)
