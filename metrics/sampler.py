@@ -233,12 +233,7 @@ class Sampler:
                 with transaction.atomic():
                     host = Host.objects.local()
                     for tick in ticks:
-                        for entry in tick.entries:
-                            run = self._spooled_run(host, entry)
-                            counts = entry.counter_values()
-                            run.record(counts, entry.end, entry.elapsed, entry.members)
-                            if entry.stop:
-                                run.stop(entry.end)
+                        self._write_spooled(host, tick.entries)
                     Host.objects.filter(pk=host.pk).update(backlog=len(self.spool) - len(ticks))
             except DatabaseError as exc:
                 self._replayed.clear()  # they may hold what was rolled back
@@ -253,6 +248,25 @@ class Sampler:
             self.spool.remove(ticks)
         if not len(self.spool):
             self._caught_up()
+
+    def _write_spooled(self, host: Host, entries: list[Entry]) -> None:
+        """A spooled tick's entries, a record() per moment (a folded tick's kept entries have
+        their own). An entry no later than its run's last sample is written already (a crash
+        between the commit and the spool's delete): it is skipped, never counted twice."""
+        by_moment: dict[datetime, list[tuple[SamplerRun, Entry]]] = {}
+        for entry in entries:
+            run = self._spooled_run(host, entry)
+            if run.last_sample is None or entry.end > run.last_sample.timestamp:
+                by_moment.setdefault(entry.end, []).append((run, entry))
+        for moment, written in sorted(by_moment.items()):
+            recordings = [
+                Recording(run, entry.counter_values(), entry.elapsed, entry.members)
+                for run, entry in written
+            ]
+            SamplerRun.objects.record(recordings, moment)
+            for run, entry in written:
+                if entry.stop:
+                    run.stop(moment)
 
     def _spooled_run(self, host: Host, entry: Entry) -> SamplerRun:
         """The run a spooled entry belongs to, as written so far; made by its first entry."""

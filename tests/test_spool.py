@@ -2,6 +2,7 @@
 order, through the same path, so that samples, rollups and totals are exactly those of writing
 on time. A fake counter source: no root needed."""
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -144,10 +145,35 @@ def test_the_spool_survives_a_restart(tmp_path: Path, clock, outage) -> None:
     sampler = sampler_with(Spool(path, limit=100), run)
     outage(True)
     tick(sampler, clock)
+    clock[0] += 0.5
     sampler.flush(attempts=1)  # the last interval of a stopping sampler: spooled too
     assert SamplerRun.objects.get().stopped_at is None
     outage(False)
     Sampler(FakeKernel(), interval=1.0, spool=Spool(path, limit=100)).catch_up(float("inf"))
     run = SamplerRun.objects.get()
-    assert run.stopped_at is not None and run.rx_total_packets == 20
+    assert (run.stopped_at, run.rx_total_packets, run.measured_seconds) == (at(1.5), 20, 1.5)
     assert Sample.objects.count() == 2
+
+
+def test_a_tick_written_before_a_crash_is_not_written_twice(tmp_path: Path, clock, outage) -> None:
+    """The spool's delete follows the database's commit: a crash in between leaves written
+    ticks in the spool, which the next catch_up skips."""
+    path = tmp_path / "spool.sqlite3"
+    run = start_run()
+    run.kernel_token = 7
+    run.save()
+    sampler = sampler_with(Spool(path, limit=100), run)
+    outage(True)
+    for _ in range(3):
+        tick(sampler, clock)
+    outage(False)
+    copy = tmp_path / "copy.sqlite3"
+    with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)  # the spool as it was before the delete
+    sampler.catch_up(float("inf"))
+    assert SamplerRun.objects.get().rx_total_packets == 30
+    stale = Spool(copy, limit=100)
+    assert len(stale) == 3
+    Sampler(FakeKernel(), interval=1.0, spool=stale).catch_up(float("inf"))
+    assert (len(stale), SamplerRun.objects.get().rx_total_packets) == (0, 30)
+    assert Sample.objects.count() == 3
