@@ -118,6 +118,11 @@ def test_hosts_lists_every_host_with_its_state_and_current_traffic(api, fleet) -
         ("delta", "idle", []),
     ]
     assert (hosts[0]["rx_bps"], hosts[0]["tx_bps"]) == (4000.0, 2000.0)
+    assert [h["backlog"] for h in hosts] == [0, 0, 0, 0]
+    # A host whose sampler is writing out its spool says so, whatever its runs say.
+    Host.objects.filter(name="beta").update(backlog=42)
+    beta = next(h for h in api("/api/hosts") if h["name"] == "beta")
+    assert (beta["status"], beta["backlog"]) == ("catching up", 42)
     assert (hosts[1]["rx_bps"], hosts[1]["last_sample"]) == (None, "2026-11-27T12:02:00Z")
     assert hosts[3]["id"] == str(idle.pk)
     # /api/interfaces: one host's, or every host's by host name.
