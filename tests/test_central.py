@@ -191,7 +191,7 @@ SAMPLER_WRITES = """
 from datetime import timedelta
 from django.utils import timezone
 from bpf.flows import FlowCounts, FlowKey, encode_key
-from metrics.models import FlowMinute, HourRollup, MinuteRollup, Sample, SamplerRun
+from metrics.models import FlowMinute, Host, HourRollup, MinuteRollup, Sample, SamplerRun
 from metrics.retention import prune
 from metrics.sampler import Sampler
 from tests.samples import counters
@@ -206,15 +206,15 @@ class Kernel:
         key = encode_key(FlowKey(17, "10.0.0.1", 53, "10.0.0.2", 40000))
         return {"eth0": {key: FlowCounts(1, 100, 1, 100)}}
 
-run = SamplerRun.objects.create(interface="eth0", mode="native", egress=True, interval=1.0,
-                                pid=1, started_at=timezone.now())
+run = SamplerRun.objects.create(host=Host.objects.local(), interface="eth0", mode="native",
+                                egress=True, interval=1.0, pid=1, started_at=timezone.now())
 sampler = Sampler(Kernel(), interval=1.0, flow_top=20)
 sampler.watch(run)
 assert sampler.tick() is not None and sampler.tick() is not None and sampler.flush()
 tables = (Sample, MinuteRollup, HourRollup, FlowMinute)
 stopped = SamplerRun.objects.get().stopped_at is not None
 print("written", *(t.objects.count() for t in tables), stopped)
-prune("eth0", timezone.now() + timedelta(days=1000))
+prune(run.series, timezone.now() + timedelta(days=1000))
 print("pruned", *(t.objects.count() for t in tables))
 """
 

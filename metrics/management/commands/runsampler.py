@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 from bpf import capabilities
 from bpf.hooks import detach_leftovers
@@ -304,13 +304,15 @@ def _spool() -> Spool | None:
 
 
 def _local_host(spool: Spool | None) -> tuple[Host, bool]:
-    """This host's row, and whether the database answered. Without a spool a database error
-    ends the command in one line; with one it is a one-line warning, and the sampler counts
-    into the spool until the database answers."""
+    """This host's row, and whether the database answered. A database that does not answer
+    (down, unreachable, a wrong password: OperationalError) is, with a spool, a one-line
+    warning, and the sampler counts into the spool until it answers. Any other error (no
+    tables: migrations not applied; a role without rights) ends the command in one line: the
+    spool would wait for what only the operator can do."""
     try:
         return Host.objects.local(), True
     except DatabaseError as exc:
-        if spool is None:
+        if spool is None or not isinstance(exc, OperationalError | InterfaceError):
             raise CommandError(_database_error(exc)) from None
         log.warning("%s; counting into the spool %s until it answers", _database_error(exc), spool)
         return Host(id=settings.NETMETRICS_HOST_ID, name=settings.NETMETRICS_HOST_NAME), False
