@@ -47,6 +47,14 @@ def outage():
     patch.undo()
 
 
+def counted_run() -> SamplerRun:
+    """eth0's run, as the sampler starts them: with a kernel token, which names it in a spool."""
+    run = start_run()
+    run.kernel_token = 7
+    run.save(update_fields=["kernel_token"])
+    return run
+
+
 def sampler_with(spool: Spool, run: SamplerRun) -> Sampler:
     sampler = Sampler(FakeKernel(), interval=1.0, spool=spool)
     sampler.watch(run, started=100.0)
@@ -60,9 +68,7 @@ def tick(sampler: Sampler, clock, seconds: float = 1.0):
 
 def test_an_outage_is_written_later_tick_by_tick(tmp_path: Path, clock, outage) -> None:
     spool = Spool(tmp_path / "spool.sqlite3", limit=1000)
-    run = start_run()
-    run.kernel_token = 7
-    run.save()
+    run = counted_run()
     sampler = sampler_with(spool, run)
     tick(sampler, clock)
     outage(True)
@@ -90,9 +96,7 @@ def test_a_spool_past_its_limit_folds_the_oldest_ticks_and_keeps_their_counts(
     tmp_path: Path, clock, outage
 ) -> None:
     spool = Spool(tmp_path / "spool.sqlite3", limit=3)
-    run = start_run()
-    run.kernel_token = 7
-    run.save()
+    run = counted_run()
     sampler = sampler_with(spool, run)
     outage(True)
     for _ in range(6):
@@ -139,9 +143,7 @@ def test_a_run_started_while_the_database_is_away_is_created_by_its_first_tick(
 
 def test_the_spool_survives_a_restart(tmp_path: Path, clock, outage) -> None:
     path = tmp_path / "spool.sqlite3"
-    run = start_run()
-    run.kernel_token = 7
-    run.save()
+    run = counted_run()
     sampler = sampler_with(Spool(path, limit=100), run)
     outage(True)
     tick(sampler, clock)
@@ -159,9 +161,7 @@ def test_a_tick_written_before_a_crash_is_not_written_twice(tmp_path: Path, cloc
     """The spool's delete follows the database's commit: a crash in between leaves written
     ticks in the spool, which the next catch_up skips."""
     path = tmp_path / "spool.sqlite3"
-    run = start_run()
-    run.kernel_token = 7
-    run.save()
+    run = counted_run()
     sampler = sampler_with(Spool(path, limit=100), run)
     outage(True)
     for _ in range(3):
