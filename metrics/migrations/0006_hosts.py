@@ -50,6 +50,14 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("first_seen", models.DateTimeField(auto_now_add=True)),
+                (
+                    "backlog",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="ticks its sampler spooled while this database did not "
+                        "answer and has yet to write: catching up while not 0",
+                    ),
+                ),
             ],
             options={"ordering": ["name"]},
         ),
