@@ -160,3 +160,12 @@ def test_a_pattern_that_matches_nothing_waits_for_a_match(fake, caplog) -> None:
     assert "not counting veth7: not selected" in caplog.messages
     assert [entry for entry in fake.log if entry.startswith("add")] == []
     assert list(SamplerRun.objects.values_list("interface", flat=True)) == [HOST_TOTAL]
+
+
+def test_a_spool_it_cannot_open_is_one_line(requires_postgres, fake, settings, tmp_path) -> None:
+    """With a central database the sampler needs its spool before anything else."""
+    (tmp_path / "file").touch()
+    settings.NETMETRICS_SPOOL = tmp_path / "file" / "spool.sqlite3"  # a file, not a directory
+    with pytest.raises(CommandError, match=r"^cannot open the spool .*/file/spool.sqlite3: "):
+        call_command("runsampler", "--iface", "veth7")
+    assert fake.log == ["preflight"]  # nothing built, nothing attached

@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -300,7 +301,14 @@ def _spool() -> Spool | None:
     whose failures (a lock, a full disk) the next tick's longer sample covers."""
     if not _central():
         return None
-    return Spool(settings.NETMETRICS_SPOOL, settings.NETMETRICS_SPOOL_TICKS)
+    path = settings.NETMETRICS_SPOOL
+    try:
+        return Spool(path, settings.NETMETRICS_SPOOL_TICKS)
+    except (OSError, sqlite3.Error) as exc:
+        raise CommandError(
+            f"cannot open the spool {path}: {exc} (NETMETRICS_SPOOL names a file in a "
+            "directory this user may write)"
+        ) from None
 
 
 def _local_host(spool: Spool | None) -> tuple[Host, bool]:
