@@ -1,23 +1,33 @@
-"""PostgreSQL's live path: the sampler's NOTIFY per tick.
+"""PostgreSQL's live path: the sampler's NOTIFY per tick, and the relay that LISTENs for it.
 
-These need PostgreSQL (NOTIFY is its own); CI runs the suite once under DATABASE_URL, where they
-run, and once on SQLite, where they skip.
+NOTIFY is PostgreSQL's, so all but the payload and read tests skip on SQLite: CI runs the suite
+once under DATABASE_URL, where they run, and once on SQLite. tests/test_consumer.py runs on both
+back ends; on PostgreSQL it goes through the LISTEN path too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.db import connection, transaction
 from django.utils import timezone
 
+from metrics import relay as relay_module
 from metrics.announce import CHANNEL, MAX_PAYLOAD, announce, announced_runs, listen_parameters
 from metrics.models import Recording, Sample, SamplerRun
+from metrics.relay import SampleRelay, relay
+from netmetrics.asgi import application
 from tests.samples import counters, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+HEADERS = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
 
 
 @pytest.fixture
@@ -88,3 +98,118 @@ def test_too_many_runs_for_a_payload_name_none(listener: psycopg.Connection) -> 
     with transaction.atomic():
         announce("default", pks)
     assert heard(listener, 2) == [(CHANNEL, "")]
+
+
+def test_the_relay_reads_the_runs_named_only(django_assert_num_queries) -> None:
+    """What a notification makes the relay read: the runs named, then each one's new samples
+    (flows off: no live table), on any database (this is the read, not the NOTIFY)."""
+    now = timezone.now()
+    mine = SampleRelay()  # sends samples written from now on
+    eth0, eth1 = start_run("eth0", started_at=now), start_run("eth1", started_at=now)
+    tick([eth0, eth1], 5)
+    tick([eth0, eth1], 9)
+    with django_assert_num_queries(1 + 1):
+        messages = mine._new_messages({eth1.pk})
+    assert [(m["interface"], m["total_packets"]) for m in messages] == [("eth1", 5), ("eth1", 9)]
+    assert mine._new_messages({eth1.pk}) == []  # each once
+    assert [m["total_packets"] for m in mine._new_messages(None)] == [5, 9]  # eth0's
+
+
+def connect() -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, "/ws/metrics/", headers=HEADERS)
+
+
+def test_the_relay_reads_what_is_announced_and_does_not_poll(
+    postgresql: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sample written without its NOTIFY is not sent until the next announced one of its run
+    (the SQLite poll would send it within 0.2 s); then both are, oldest first."""
+    now = timezone.now()
+    run = start_run(started_at=now)
+    run.record(counters(rx_total_packets=2, rx_total_bytes=200), now, 1.0)
+
+    def unannounced(packets: int) -> None:
+        with monkeypatch.context() as patch:
+            patch.setattr("metrics.models.announce", lambda using, pks: None)
+            run.record(counters(rx_total_packets=packets), timezone.now(), 1.0)
+
+    @async_to_sync
+    async def scenario() -> list[dict]:
+        ws = connect()
+        assert (await ws.connect())[0]
+        received = [await ws.receive_json_from(timeout=2)]
+        # Received, this one says that the relay's first read (every active run, on
+        # connecting) is behind it: from here it reads only what is announced. That read may
+        # have sent it before its notification came: the quiet lets that notification's read
+        # pass, so that it cannot pick up the unannounced sample.
+        await sync_to_async(run.record)(counters(rx_total_packets=4), timezone.now(), 1.0)
+        received.append(await ws.receive_json_from(timeout=2))
+        assert await ws.receive_nothing(timeout=0.3)
+        await sync_to_async(unannounced)(5)
+        assert await ws.receive_nothing(timeout=1.5)
+        await sync_to_async(run.record)(counters(rx_total_packets=9), timezone.now(), 1.0)
+        received.append(await ws.receive_json_from(timeout=2))
+        received.append(await ws.receive_json_from(timeout=2))
+        await ws.disconnect()
+        return received
+
+    assert [m["totals"]["rx"]["packets"] for m in scenario()] == [2, 4, 5, 9]
+
+
+def listening_backends() -> list[int]:
+    """Server pids of the connections LISTENing on this database, but the test's own."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'LISTEN %%' AND pid != pg_backend_pid()"
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_relay_reconnects_and_sends_what_was_written_meanwhile(
+    postgresql: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The LISTEN connection is cut (as by a PostgreSQL restart): one warning, a reconnect,
+    and the samples written while no one listened are sent, exactly once each."""
+    monkeypatch.setattr(relay_module, "RECONNECT_SECONDS", (1.5, 1.5))
+    caplog.set_level(logging.INFO, logger="netmetrics.relay")
+    now = timezone.now()
+    run = start_run(started_at=now)
+    run.record(counters(rx_total_packets=2), now, 1.0)
+
+    def cut_and_write() -> None:
+        wait_until(lambda: len(listening_backends()) == 1)
+        [pid] = listening_backends()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        wait_until(lambda: not listening_backends())
+        run.record(counters(rx_total_packets=3), timezone.now(), 1.0)  # heard by no one
+        run.record(counters(rx_total_packets=7), timezone.now(), 1.0)
+
+    @async_to_sync
+    async def scenario() -> list[dict]:
+        ws = connect()
+        assert (await ws.connect())[0]
+        received = [await ws.receive_json_from(timeout=2)]
+        await sync_to_async(cut_and_write)()
+        received.append(await ws.receive_json_from(timeout=5))
+        received.append(await ws.receive_json_from(timeout=2))
+        await sync_to_async(run.record)(counters(rx_total_packets=8), timezone.now(), 1.0)
+        received.append(await ws.receive_json_from(timeout=2))  # listening again
+        assert await ws.receive_nothing(timeout=0.5)
+        assert len(await sync_to_async(listening_backends)()) == 1
+        await ws.disconnect()
+        return received
+
+    assert [m["totals"]["rx"]["packets"] for m in scenario()] == [2, 3, 7, 8]
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "netmetrics.relay"]
+    assert [level for level, _ in said] == ["WARNING", "INFO"], said
+    assert said[0][1].startswith("relay: not listening to PostgreSQL (")
+    assert relay.subscribers == 0
