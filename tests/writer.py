@@ -20,9 +20,9 @@ from typing import Any
 from tests.processes import ROOT
 
 # Runs in the writer process (`manage.py shell -c`): one JSON command per stdin line, one reply
-# line ("ok ..." or "error ...") per command.
+# line ("ok <time.time() once done>" or "error ...") per command.
 WRITER = r"""
-import json, math, os, sys
+import json, math, os, sys, time
 from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
@@ -95,7 +95,7 @@ for line in sys.stdin:
                 i += 1
         elif op == "stop":
             runs[cmd["key"]].stop(now - timedelta(seconds=cmd.get("ago", 0)))
-        print("ok", flush=True)
+        print(f"ok {time.time()!r}", flush=True)  # just after its commit
     except Exception as exc:
         print(f"error {type(exc).__name__}: {exc}", flush=True)
 """
@@ -140,10 +140,12 @@ class Writer:
         self.errors.flush()
         return self.log.read_text(errors="replace")[-800:]
 
-    def __call__(self, op: str, timeout: float = 30, **args: Any) -> None:
+    def __call__(self, op: str, timeout: float = 30, **args: Any) -> float:
+        """Run a command; the wall-clock time (time.time()) just after its rows were
+        committed."""
         self.stdin.write(json.dumps({"op": op, **args}) + "\n")
         self.stdin.flush()
-        self._reply(timeout)
+        return float(self._reply(timeout).split()[1])
 
     def close(self) -> None:
         self.stdin.close()
