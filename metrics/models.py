@@ -26,6 +26,7 @@ from django.db.models.functions import RowNumber
 
 from bpf.classes import ALL_COUNTER_NAMES, DIRECTIONS
 from metrics import rates, tiers
+from metrics.announce import announce
 from metrics.batch import insert_rows, update_rows
 from metrics.selection import HOST_TOTAL
 
@@ -155,6 +156,8 @@ class SamplerRunQuerySet(models.QuerySet):
                 for rec, sample in zip(recordings, samples, strict=True):
                     rec.run._count(rec, sample)
                 update_rows(SamplerRun, runs, SamplerRun.RECORDED_FIELDS)
+                # PostgreSQL: one NOTIFY for the tick, delivered at commit (metrics/announce.py).
+                announce(self.db, [run.pk for run in runs])
         except BaseException:
             for run, fields in zip(runs, before, strict=True):
                 for name, value in fields.items():

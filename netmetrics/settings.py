@@ -139,7 +139,8 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One web process by default: the in-memory layer needs no extra server. Samples written by the
-# sampler process reach it through metrics.relay, which watches the database. REDIS_URL selects
+# sampler process reach it through metrics.relay, which learns of them from the database
+# (PostgreSQL: LISTEN for the sampler's NOTIFY; SQLite: a poll). REDIS_URL selects
 # channels_redis's Pub/Sub layer: live samples are at-most-once and superseded within a second,
 # so its fire-and-forget delivery fits, and its groups live in the subscribing process (no
 # group expiry to drop a dashboard left open for days, none left behind by a crashed process).

@@ -1,5 +1,6 @@
 """manage.py subprocesses against a scratch database: what the end-to-end tests and the benches
-share (the sampler and the web server must run as the separate processes they are in use)."""
+share (the sampler and the web server must run as the separate processes they are in use), and
+a WebSocket client of the live feed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import atexit
 import contextlib
 import decimal
 import ipaddress
+import json
 import os
 import random
 import signal
@@ -14,9 +16,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -249,3 +252,34 @@ class WebServer(Managed):
             wait_for(up, timeout, f"the web server on {self.url}")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}: {self.output()[-800:]}") from None
+
+
+@contextlib.contextmanager
+def live_messages(
+    port: int, iface: str, arrivals: list[float] | None = None
+) -> Iterator[list[dict]]:
+    """A real WebSocket client of ws/metrics/ on 127.0.0.1:port, reading on its own thread; the
+    list fills until the block ends, and `arrivals` with each message's time.time() on
+    arrival."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import ClientConnection, connect
+    from websockets.typing import Origin
+
+    messages: list[dict] = []
+
+    def read(ws: ClientConnection) -> None:
+        try:
+            while True:
+                message = json.loads(ws.recv())
+                if arrivals is not None:
+                    arrivals.append(time.time())
+                messages.append(message)
+        except ConnectionClosed:
+            return
+
+    url = f"ws://127.0.0.1:{port}/ws/metrics/?iface={iface}"
+    with connect(url, origin=Origin("http://127.0.0.1"), open_timeout=10) as ws:
+        reader = threading.Thread(target=read, args=(ws,), daemon=True)
+        reader.start()
+        yield messages
+    reader.join(5)

@@ -10,7 +10,6 @@ checks that GSO aggregates (which veth hands over whole) count as the wire packe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import socket
@@ -32,6 +31,7 @@ from tests.processes import (
     Managed,
     WebServer,
     db_rows,
+    live_messages,
     migrated_env,
     unmigrated_env,
     wait_for,
@@ -497,27 +497,3 @@ def test_without_root_is_one_clear_line(pair, env) -> None:
     )
     assert "root" in line and "sudo" in line
     assert pair.attached() == ""
-
-
-@contextlib.contextmanager
-def live_messages(port: int, iface: str) -> Iterator[list[dict]]:
-    """A real WebSocket client, reading on its own thread; the list fills until the block ends."""
-    from websockets.exceptions import ConnectionClosed
-    from websockets.sync.client import connect
-    from websockets.typing import Origin
-
-    messages: list[dict] = []
-
-    def read(ws) -> None:
-        try:
-            while True:
-                messages.append(json.loads(ws.recv()))
-        except ConnectionClosed:
-            return
-
-    url = f"ws://127.0.0.1:{port}/ws/metrics/?iface={iface}"
-    with connect(url, origin=Origin("http://127.0.0.1"), open_timeout=10) as ws:
-        reader = threading.Thread(target=read, args=(ws,), daemon=True)
-        reader.start()
-        yield messages
-    reader.join(5)

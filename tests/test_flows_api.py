@@ -335,7 +335,8 @@ def test_live_bad_interface_is_400(api) -> None:
 def test_relay_reads_the_live_flows_of_all_runs_in_one_query(
     django_assert_num_queries, monkeypatch
 ) -> None:
-    """A poll: the active runs, their live tables at once, then each run's new samples."""
+    """A read of every active run (SQLite's poll, PostgreSQL's on connecting): the active runs,
+    their live tables at once, then each run's new samples."""
     monkeypatch.setattr(timezone, "now", lambda: NOW)
     relay = SampleRelay()  # looks for samples from NOW on
     eth0, veth1, off = flow_run("eth0"), flow_run("veth1"), flow_run("wlan0", flow_table=0)
@@ -346,7 +347,7 @@ def test_relay_reads_the_live_flows_of_all_runs_in_one_query(
             counters(rx_total_packets=3, rx_total_bytes=180), NOW + timedelta(seconds=1), 1.0
         )
     with django_assert_num_queries(1 + 1 + 3):
-        messages = relay._new_messages()
+        messages = relay._new_messages(None)
     by_run = {
         (m["interface"], m["timestamp"]): m["flows"] and len(m["flows"]["flows"]) for m in messages
     }
