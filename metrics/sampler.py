@@ -21,7 +21,7 @@ from metrics.flows import save as save_flows
 from metrics.models import Host, Recording, Sample, SamplerRun, Series
 from metrics.rates import bandwidth_bps
 from metrics.retention import prune
-from metrics.spool import Entry, Spool, spooled
+from metrics.spool import Spool, WrittenRuns, spooled
 
 log = logging.getLogger("netmetrics.sampler")
 
@@ -77,7 +77,7 @@ class Sampler:
     ) -> None:
         self.kernel = kernel
         self.spool = spool
-        self._replayed: dict[int, SamplerRun] = {}  # kernel token: a spooled run, as written
+        self._written = WrittenRuns()
         self._retry_at = 0.0  # monotonic: catch_up's next try after a failed one
         self._retry_wait = 0.0
         self.interval = interval
@@ -233,10 +233,10 @@ class Sampler:
                 with transaction.atomic():
                     host = Host.objects.local()
                     for tick in ticks:
-                        self._write_spooled(host, tick.entries)
+                        self._written.write(host, tick.entries)
                     Host.objects.filter(pk=host.pk).update(backlog=len(self.spool) - len(ticks))
             except DatabaseError as exc:
-                self._replayed.clear()  # they may hold what was rolled back
+                self._written.forget()  # they may hold what was rolled back
                 connection.close_if_unusable_or_obsolete()
                 # A server that is gone may take a connect timeout to say so: wait longer
                 # between tries the longer it stays away (1 s, doubling, at most 30 s).
@@ -249,55 +249,17 @@ class Sampler:
         if not len(self.spool):
             self._caught_up()
 
-    def _write_spooled(self, host: Host, entries: list[Entry]) -> None:
-        """A spooled tick's entries, a record() per moment (a folded tick's kept entries have
-        their own). An entry no later than its run's last sample is written already (a crash
-        between the commit and the spool's delete): it is skipped, never counted twice."""
-        by_moment: dict[datetime, list[tuple[SamplerRun, Entry]]] = {}
-        for entry in entries:
-            run = self._spooled_run(host, entry)
-            if run.last_sample is None or entry.end > run.last_sample.timestamp:
-                by_moment.setdefault(entry.end, []).append((run, entry))
-        for moment, written in sorted(by_moment.items()):
-            recordings = [
-                Recording(run, entry.counter_values(), entry.elapsed, entry.members)
-                for run, entry in written
-            ]
-            SamplerRun.objects.record(recordings, moment)
-            for run, entry in written:
-                if entry.stop:
-                    run.stop(moment)
-
-    def _spooled_run(self, host: Host, entry: Entry) -> SamplerRun:
-        """The run a spooled entry belongs to, as written so far; made by its first entry."""
-        run = self._replayed.get(entry.token)
-        if run is None:
-            runs = SamplerRun.objects.filter(host=host, kernel_token=entry.token)
-            run = runs.select_related("last_sample").first()
-            if run is None:
-                fields = {
-                    **entry.run,
-                    "started_at": datetime.fromisoformat(entry.run["started_at"]),
-                }
-                run = SamplerRun.objects.create(host=host, kernel_token=entry.token, **fields)
-            self._replayed[entry.token] = run
-        return run
-
     def _caught_up(self) -> None:
         """The spool is written: go on from the runs as the database now has them."""
         assert self.spool is not None
         for watched in [*self.watched.values(), *([self.total] if self.total else [])]:
-            token = watched.run.kernel_token
-            run = self._replayed.get(token) if token else None
-            if run is None:
-                runs = SamplerRun.objects.filter(host_id=watched.run.host_id, kernel_token=token)
-                run = runs.select_related("last_sample").first()
+            run = self._written.stored(watched.run)
             if run is None:  # opened since its last tick: its next tick goes to the spool
                 continue
             watched.run = run
             if watched.flows is not None:
                 watched.flows.run = run
-        self._replayed.clear()
+        self._written.forget()
         for interface, since, until in self.spool.folded():
             log.warning(
                 "%s: per-second detail from %s to %s was folded into one sample (spool full)",

@@ -1,5 +1,6 @@
 """The sampler's spool: ticks it could not write to the central database, kept in a local
-SQLite file until the centre answers again.
+SQLite file until the centre answers again (Spool), and written out then (WrittenRuns; the
+sampler decides when: metrics/sampler.py).
 
 Each spooled tick holds, per run, the kernel's cumulative counters, the tick's time and the
 seconds since that run's previous tick. Written later through the same SamplerRun.record, in
@@ -22,12 +23,10 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bpf.classes import ALL_COUNTER_NAMES
-
-if TYPE_CHECKING:
-    from metrics.models import Recording
+from metrics.models import Host, Recording, SamplerRun
 
 log = logging.getLogger("netmetrics.sampler")
 
@@ -179,3 +178,57 @@ class Spool:
 
     def close(self) -> None:
         self._db.close()
+
+
+class WrittenRuns:
+    """Writes spooled ticks to the database, and keeps the runs they were written to, as
+    written, until forget(): the runs of consecutive batches, read once."""
+
+    def __init__(self) -> None:
+        self._runs: dict[int, SamplerRun] = {}  # by kernel token
+
+    def write(self, host: Host, entries: list[Entry]) -> None:
+        """A spooled tick's entries, a record() per moment (a folded tick's kept entries have
+        their own). An entry no later than its run's last sample is written already (a crash
+        between the commit and the spool's delete): it is skipped, never counted twice."""
+        by_moment: dict[datetime, list[tuple[SamplerRun, Entry]]] = {}
+        for entry in entries:
+            run = self._run(host, entry)
+            if run.last_sample is None or entry.end > run.last_sample.timestamp:
+                by_moment.setdefault(entry.end, []).append((run, entry))
+        for moment, written in sorted(by_moment.items()):
+            recordings = [
+                Recording(run, entry.counter_values(), entry.elapsed, entry.members)
+                for run, entry in written
+            ]
+            SamplerRun.objects.record(recordings, moment)
+            for run, entry in written:
+                if entry.stop:
+                    run.stop(moment)
+
+    def stored(self, run: SamplerRun) -> SamplerRun | None:
+        """`run` as the database has it now (it may never have been saved in this process);
+        None when the database has no run of its kernel token."""
+        token = run.kernel_token
+        if token in self._runs:
+            return self._runs[token]
+        runs = SamplerRun.objects.filter(host_id=run.host_id, kernel_token=token)
+        return runs.select_related("last_sample").first() if token else None
+
+    def forget(self) -> None:
+        self._runs.clear()
+
+    def _run(self, host: Host, entry: Entry) -> SamplerRun:
+        """The run a spooled entry belongs to, as written so far; made by its first entry."""
+        run = self._runs.get(entry.token)
+        if run is None:
+            runs = SamplerRun.objects.filter(host=host, kernel_token=entry.token)
+            run = runs.select_related("last_sample").first()
+            if run is None:
+                fields = {
+                    **entry.run,
+                    "started_at": datetime.fromisoformat(entry.run["started_at"]),
+                }
+                run = SamplerRun.objects.create(host=host, kernel_token=entry.token, **fields)
+            self._runs[entry.token] = run
+        return run
