@@ -1112,7 +1112,9 @@ def test_choosing_a_host_shows_its_interfaces_and_samples_and_survives_a_reload(
     page.reload()
     live(page)
     wait_for_cards(page, DB_ETH2)
+    # (The selectors fill when /api/hosts and /api/interfaces answer, maybe after the cards.)
     page.wait_for_selector("#host-select", state="visible")
+    wait_for_options(page, [["eth0", "eth0 · 1.60 Mbit/s", ""], ["eth2", "eth2 · 50.0 kbit/s", ""]])
     assert page.eval_on_selector("#host-select", "s => s.value") == DB_ID
     assert page.eval_on_selector("#iface-select", "s => s.value") == "eth2"
     assert page.text_content("#host-name") == "db-1"
