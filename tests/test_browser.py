@@ -8,6 +8,7 @@ arrive over the WebSocket. Loopback only.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -392,8 +393,13 @@ def test_the_interface_selector_switches_and_keeps_it_in_the_url(world, open_pag
     page.wait_for_selector("#iface-select", state="visible")
     options = page.eval_on_selector_all("#iface-select option", "els => els.map(e => e.value)")
     assert options == ["eth0", "eth1"]
+    # One host: no host selector, no fleet overview, no host in the heading or the URL.
+    page.wait_for_function("() => window.netmetrics.fleet.hosts.length === 1")
+    for selector in ("#host-picker", "#fleet", "#host-name"):
+        assert page.is_hidden(selector), selector
     page.select_option("#iface-select", "eth1")
     page.wait_for_function("() => new URL(location.href).searchParams.get('iface') === 'eth1'")
+    assert url_params(page) == {"iface": "eth1"}
     page.wait_for_function("() => document.getElementById('iface-name').textContent === 'eth1'")
     page.wait_for_function(
         "(want) => document.querySelector('#card-bandwidth .value').dataset.value === want",
@@ -736,7 +742,7 @@ def test_the_current_entrys_rate_follows_the_live_samples(host_world, open_host_
     assert old.status == 200
     body = old.text()
     page.route(
-        "**/api/interfaces",
+        re.compile(r"/api/interfaces(\?|$)"),  # with ?host= once the page knows its host
         lambda route: route.fulfill(status=200, content_type="application/json", body=body),
     )
     writer = host_world["writer"]
@@ -753,3 +759,300 @@ def test_the_current_entrys_rate_follows_the_live_samples(host_world, open_host_
     # Back to the seeded rate, for the other tests of this server.
     writer("add", key="all", delta=TOTAL_DELTA, elapsed=60.0, members=MEMBERS)
     wait_for_options(page, HOST_OPTIONS, timeout=2_000)
+
+
+# A fleet: three hosts write into one database. web-1 counts eth0 and eth1 and their host total,
+# db-1 eth0 and eth2 (no total: its newest sample, eth0's, gives its rate), and backup's sampler
+# has been silent for 30 s (stale). At one sample a minute the running ones stay running for
+# 3 minutes; their rates are exact: bytes * 8 / 60. web-1 and db-1 both have an eth0.
+WEB_ID = "0a1b2c3d-0000-4000-8000-00000000000a"
+DB_ID = "0a1b2c3d-0000-4000-8000-00000000000d"
+BACKUP_ID = "0a1b2c3d-0000-4000-8000-0000000000b0"
+SPARE_ID = "0a1b2c3d-0000-4000-8000-00000000005e"
+WEB_ETH0 = {"rx_total_bytes": 60_000_000, "tx_total_bytes": 15_000_000}  # 8 + 2 Mbit/s
+WEB_ETH1 = {"rx_total_bytes": 750_000}  # 100 kbit/s
+WEB_ALL = {k: WEB_ETH0.get(k, 0) + WEB_ETH1.get(k, 0) for k in WEB_ETH0}  # 8.1 + 2 Mbit/s
+DB_ETH0 = {"rx_total_bytes": 9_000_000, "tx_total_bytes": 3_000_000, "rx_total_packets": 6_000}
+DB_ETH2 = {"rx_total_bytes": 375_000, "rx_total_packets": 300}  # 50 kbit/s
+DB_BUSY = {"rx_total_bytes": 120_000_000, "tx_total_bytes": 3_000_000}  # 16.4 Mbit/s
+
+
+def seed_fleet(writer: Writer) -> None:
+    def start(key: str, host: str, name: str, iface: str, **run: Any) -> None:
+        writer("start", key=key, host=host, host_name=name, iface=iface, ago=120, **run)
+
+    start("backup", BACKUP_ID, "backup", "eth0")  # a 1 s sampler, silent for 30 s
+    writer("add", key="backup", delta={"rx_total_bytes": 900_000_000}, ago=30)
+    start("db-eth2", DB_ID, "db-1", "eth2", interval=60.0)
+    writer("add", key="db-eth2", delta=DB_ETH2, ago=3, elapsed=60.0)
+    start("db-eth0", DB_ID, "db-1", "eth0", interval=60.0)
+    writer("add", key="db-eth0", delta=DB_ETH0, ago=2, elapsed=60.0)
+    for key, iface, delta in (("web-eth0", "eth0", WEB_ETH0), ("web-eth1", "eth1", WEB_ETH1)):
+        start(key, WEB_ID, "web-1", iface, interval=60.0)
+        writer("add", key=key, delta=delta, ago=1, elapsed=60.0)
+    # web-1's total last: the newest sample of all, so a page without ?host= shows it.
+    start("web-all", WEB_ID, "web-1", "all", mode="host", interval=60.0)
+    writer("add", key="web-all", delta=WEB_ALL, elapsed=60.0, members=["eth0", "eth1"])
+
+
+@pytest.fixture(scope="module")
+def fleet_world(requires_browser, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """A server of its own on a database that three hosts write into."""
+    with served(tmp_path_factory.mktemp("browser-fleet"), seed_fleet) as world:
+        yield world
+
+
+@pytest.fixture
+def open_fleet_page(browser, fleet_world) -> Iterator[Any]:
+    with pages_on(browser, fleet_world, "/") as opener:
+        yield opener
+
+
+# Host, status, rx, tx, total, interfaces: what each row of the overview reads.
+FLEET_ROWS = """() => [...document.querySelectorAll('#fleet-table tbody tr')].map((r) =>
+    [...r.cells].slice(0, 6).map((c) => c.textContent))"""
+WEB_ROW = ["web-1", "running", "8.10 Mbit/s", "2.00 Mbit/s", "10.1 Mbit/s", "eth0, eth1"]
+DB_ROW = ["db-1", "running", "1.20 Mbit/s", "400 kbit/s", "1.60 Mbit/s", "eth0, eth2"]
+BACKUP_ROW = ["backup", "stale", "—", "—", "—", "eth0"]
+HOST_CHOICES = "s => [...s.options].map((o) => [o.value, o.textContent])"
+
+
+def wait_for_fleet(page, rows: list[list[str]], timeout: float = 10_000) -> None:
+    page.wait_for_function(
+        f"(want) => JSON.stringify(({FLEET_ROWS})()) === JSON.stringify(want)",
+        arg=rows,
+        timeout=timeout,
+    )
+
+
+def wait_for_cards(page, delta: dict[str, int], elapsed: float = 60.0) -> None:
+    """The bandwidth and packet cards show a sample of these counts over elapsed seconds."""
+
+    def js(v: float) -> str:  # String(number) in JavaScript
+        return str(int(v)) if v.is_integer() else repr(v)
+
+    get = delta.get
+    want = {
+        "bandwidth": js((get("rx_total_bytes", 0) + get("tx_total_bytes", 0)) * 8 / elapsed),
+        "pps": js((get("rx_total_packets", 0) + get("tx_total_packets", 0)) / elapsed),
+    }
+    page.wait_for_function(
+        """(want) => Object.entries(want).every(([c, v]) =>
+            document.querySelector('#card-' + c + ' .value').dataset.value === v)""",
+        arg=want,
+    )
+
+
+def url_params(page) -> dict[str, str]:
+    return page.evaluate("() => Object.fromEntries(new URL(location.href).searchParams)")
+
+
+def test_the_fleet_overview_lists_every_host_busiest_first_with_stale_ones_marked(
+    fleet_world, open_fleet_page
+) -> None:
+    page = open_fleet_page().page
+    live(page)
+    page.wait_for_selector("#fleet", state="visible")
+    wait_for_fleet(page, [WEB_ROW, DB_ROW, BACKUP_ROW])
+    # The stale host says so in words, and is muted (not colour alone: a label, italic rates).
+    stale = page.locator(f'#fleet-table tr[data-host="{BACKUP_ID}"]')
+    assert stale.get_attribute("data-status") == "stale"
+    assert stale.locator(".pill").text_content() == "stale"
+    running = page.locator(f'#fleet-table tr[data-host="{WEB_ID}"]')
+    colour = "(el) => getComputedStyle(el).color"
+    assert stale.locator(".host-choice").evaluate(colour) == rgb("#5c6670")  # --muted
+    assert running.locator(".host-choice").evaluate(colour) != rgb("#5c6670")
+    assert stale.locator("td[data-dir=rx]").evaluate("(el) => getComputedStyle(el).fontStyle") == (
+        "italic"
+    )
+    # The rates behind the text are the API's exactly.
+    assert running.locator("td[data-dir=all]").get_attribute("data-value") == str(10_100_000)
+    # It is a table with headers.
+    headers = page.eval_on_selector_all(
+        "#fleet-table thead th", "ths => ths.map((t) => [t.scope, t.textContent.trim()])"
+    )
+    assert [h[1] for h in headers] == [
+        "Host", "Status", "↓ rx", "↑ tx", "total", "Interfaces", "Last sample",
+    ]  # fmt: skip
+    assert {h[0] for h in headers} == {"col"}
+
+    # Without ?host= the page shows the newest sample's host: web-1, and its host total.
+    page.wait_for_selector('#iface-name[data-iface]:not([data-iface=""])', timeout=5_000)
+    assert page.text_content("#host-name") == "web-1"
+    assert page.get_attribute("#iface-name", "data-iface") == "all"
+    assert running.locator(".host-choice").get_attribute("aria-current") == "true"
+    # The host selector comes before the interface selector, in the API's order.
+    page.wait_for_selector("#host-select", state="visible")
+    assert page.evaluate(
+        "() => document.getElementById('host-picker').compareDocumentPosition("
+        "document.getElementById('iface-picker')) & Node.DOCUMENT_POSITION_FOLLOWING"
+    )
+    assert page.eval_on_selector("#host-select", HOST_CHOICES) == [
+        [WEB_ID, "web-1 · 10.1 Mbit/s"],
+        [DB_ID, "db-1 · 1.60 Mbit/s"],
+        [BACKUP_ID, "backup (stale)"],
+    ]
+    assert page.eval_on_selector("#host-select", "s => s.value") == WEB_ID
+
+    # db-1 gets busier than web-1: at the next poll (every 5 s, as the interface list) the
+    # overview has it first.
+    writer = fleet_world["writer"]
+    writer("add", key="db-eth0", delta=DB_BUSY, elapsed=60.0)
+    busy = ["db-1", "running", "16.0 Mbit/s", "400 kbit/s", "16.4 Mbit/s", "eth0, eth2"]
+    wait_for_fleet(page, [busy, WEB_ROW, BACKUP_ROW], timeout=7_000)
+    # Back, for the other tests: db-1 at its seeded rate, web-1's total the newest sample.
+    writer("add", key="db-eth0", delta=DB_ETH0, elapsed=60.0)
+    writer("add", key="web-all", delta=WEB_ALL, elapsed=60.0, members=["eth0", "eth1"])
+    wait_for_fleet(page, [WEB_ROW, DB_ROW, BACKUP_ROW], timeout=7_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-fleet.png"))
+    # The dark palette's muted colour; at a phone's width the table scrolls inside its panel.
+    page.emulate_media(color_scheme="dark")
+    assert stale.locator(".host-choice").evaluate(colour) == rgb("#9aa4ae")
+    page.set_viewport_size({"width": 390, "height": 844})
+    # (The charts follow the new width when their resize observers fire.)
+    page.wait_for_function("() => document.documentElement.scrollWidth <= 390", timeout=2_000)
+    fleet = page.locator("#fleet .table-wrap")
+    assert fleet.evaluate("(el) => el.scrollWidth > el.clientWidth")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-fleet-phone-dark.png"))
+
+
+def test_choosing_a_host_shows_its_interfaces_and_samples_and_survives_a_reload(
+    fleet_world, open_fleet_page
+) -> None:
+    page = open_fleet_page(f"/?host={WEB_ID}").page
+    live(page)
+    page.wait_for_selector("#host-select", state="visible")
+    wait_for_cards(page, WEB_ALL)
+
+    # db-1: its interfaces in the selector, its newest sample (eth0's, not web-1's eth0) on the
+    # cards, its id in the URL.
+    page.select_option("#host-select", DB_ID)
+    page.wait_for_function(
+        "(id) => new URL(location.href).searchParams.get('host') === id", arg=DB_ID
+    )
+    assert url_params(page) == {"host": DB_ID}
+    wait_for_options(page, [["eth0", "eth0 · 1.60 Mbit/s", ""], ["eth2", "eth2 · 50.0 kbit/s", ""]])
+    wait_for_cards(page, DB_ETH0)
+    assert page.text_content("#host-name") == "db-1"
+    assert page.get_attribute("#iface-name", "data-iface") == "eth0"
+    live(page)
+    # Its live samples reach the cards; another host's eth0 does not.
+    newer = {**DB_ETH0, "rx_total_bytes": 12_000_000}
+    fleet_world["writer"]("add", key="db-eth0", delta=newer, elapsed=60.0)
+    wait_for_cards(page, newer)
+    fleet_world["writer"]("add", key="db-eth0", delta=DB_ETH0, elapsed=60.0)  # as seeded
+    wait_for_cards(page, DB_ETH0)
+    page.wait_for_function(
+        "(id) => document.querySelector(`#fleet-table tr[data-host='${id}'] .host-choice`)"
+        ".getAttribute('aria-current') === 'true'",
+        arg=DB_ID,
+    )
+
+    # One of its interfaces: the URL keeps both; every API call asks for this host's.
+    page.select_option("#iface-select", "eth2")
+    page.wait_for_function("() => new URL(location.href).searchParams.get('iface') === 'eth2'")
+    assert url_params(page) == {"host": DB_ID, "iface": "eth2"}
+    wait_for_cards(page, DB_ETH2)
+    page.wait_for_function("() => (window.netmetrics.history.data || {}).interface === 'eth2'")
+    page.wait_for_selector('#history[data-state="ok"]')
+    for selector in ("#history-csv", "#api-link"):
+        assert f"host={DB_ID}" in page.get_attribute(selector, "href")
+    page.wait_for_selector('#summary[data-state="ok"][data-iface="eth2"]')
+    assert page.get_attribute('#summary [data-field="total_bytes"]', "data-value") == "375000"
+
+    # A reload keeps the host and the interface.
+    page.reload()
+    live(page)
+    wait_for_cards(page, DB_ETH2)
+    # (The selectors fill when /api/hosts and /api/interfaces answer, maybe after the cards.)
+    page.wait_for_selector("#host-select", state="visible")
+    wait_for_options(page, [["eth0", "eth0 · 1.60 Mbit/s", ""], ["eth2", "eth2 · 50.0 kbit/s", ""]])
+    assert page.eval_on_selector("#host-select", "s => s.value") == DB_ID
+    assert page.eval_on_selector("#iface-select", "s => s.value") == "eth2"
+    assert page.text_content("#host-name") == "db-1"
+
+    # A click on a host in the overview shows it: web-1's interfaces, its host total.
+    page.click(f'#fleet-table tr[data-host="{WEB_ID}"] .host-choice')
+    page.wait_for_function(
+        "(id) => new URL(location.href).searchParams.get('host') === id", arg=WEB_ID
+    )
+    assert url_params(page) == {"host": WEB_ID}
+    wait_for_options(
+        page,
+        [
+            ["all", "all (host total) · 10.1 Mbit/s", "sums eth0, eth1"],
+            ["eth0", "eth0 · 10.0 Mbit/s", ""],
+            ["eth1", "eth1 · 100 kbit/s", ""],
+        ],
+    )
+    wait_for_cards(page, WEB_ALL)
+    assert page.get_attribute("#iface-name", "data-iface") == "all"
+    # Back: db-1's eth2 again.
+    page.go_back()
+    wait_for_cards(page, DB_ETH2)
+    assert page.eval_on_selector("#host-select", "s => s.value") == DB_ID
+    wait_for_options(page, [["eth0", "eth0 · 1.60 Mbit/s", ""], ["eth2", "eth2 · 50.0 kbit/s", ""]])
+
+
+def test_a_host_named_in_the_url_is_shown_and_its_id_kept(open_fleet_page) -> None:
+    page = open_fleet_page("/?host=db-1&iface=eth0").page
+    live(page)
+    wait_for_cards(page, DB_ETH0)
+    page.wait_for_function(
+        "(id) => new URL(location.href).searchParams.get('host') === id", arg=DB_ID
+    )
+    assert url_params(page) == {"host": DB_ID, "iface": "eth0"}
+    page.wait_for_function("(id) => document.getElementById('host-select').value === id", arg=DB_ID)
+
+
+def test_a_status_the_page_does_not_know_is_shown_as_it_is(fleet_world, open_fleet_page) -> None:
+    """A host status added later ("catching up") shows as its own label, muted, with no change
+    to the page."""
+    page = open_fleet_page().page
+    hosts = json.loads(page.request.get(fleet_world["site"].url + "/api/hosts").text())
+    assert [h["name"] for h in hosts] == ["web-1", "db-1", "backup"]
+    hosts[2]["status"] = "catching up"
+    page.route(
+        re.compile(r"/api/hosts$"),
+        lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(hosts)
+        ),
+    )
+    catching_up = ["backup", "catching up", "—", "—", "—", "eth0"]
+    wait_for_fleet(page, [WEB_ROW, DB_ROW, catching_up], timeout=7_000)
+    row = page.locator(f'#fleet-table tr[data-host="{BACKUP_ID}"]')
+    assert row.get_attribute("data-status") == "catching up"
+    assert row.locator(".host-choice").evaluate("(el) => getComputedStyle(el).color") == (
+        rgb("#5c6670")
+    )
+    page.wait_for_function(
+        "() => [...document.getElementById('host-select').options].some((o) =>"
+        " o.textContent === 'backup (catching up)')"
+    )
+
+
+def test_an_idle_host_is_listed_last_and_shows_that_it_has_no_samples(
+    fleet_world, open_fleet_page
+) -> None:
+    """(Last of the fleet's tests: it adds a host.)"""
+    fleet_world["writer"]("host", host=SPARE_ID, host_name="spare")
+    page = open_fleet_page(f"/?host={WEB_ID}").page
+    live(page)
+    wait_for_cards(page, WEB_ALL)
+    idle = ["spare", "idle", "—", "—", "—", "—"]
+    wait_for_fleet(page, [WEB_ROW, DB_ROW, BACKUP_ROW, idle])
+    row = page.locator(f'#fleet-table tr[data-host="{SPARE_ID}"]')
+    assert row.locator(".host-choice").evaluate("(el) => getComputedStyle(el).color") == (
+        rgb("#5c6670")
+    )
+    row.locator(".host-choice").click()
+    page.wait_for_selector("#empty-state", state="visible")
+    assert page.is_hidden("#cards") and page.is_hidden("#history")
+    assert page.is_visible("#fleet")
+    assert url_params(page) == {"host": SPARE_ID}
+    assert page.eval_on_selector("#host-select", "s => s.value") == SPARE_ID
+    # Back to a host with samples.
+    page.select_option("#host-select", WEB_ID)
+    wait_for_cards(page, WEB_ALL)
+    assert page.is_visible("#cards")

@@ -51,8 +51,34 @@ def test_the_top_talkers_panel_is_an_accessible_table(client: Client) -> None:
     assert re.search(r'<p id="flows-dropped"[^>]*hidden', panel)
 
 
+def test_the_fleet_overview_is_an_accessible_table_hidden_until_there_are_hosts(
+    client: Client,
+) -> None:
+    page = client.get("/").content.decode()
+    panel = search(r'<section id="fleet"[^>]*>.*?</section>', page).group(0)
+    assert re.match(r'<section id="fleet"[^>]*\bhidden\b', panel), "fleet.js shows it"
+    caption = search(r"<caption[^>]*>(.*?)</caption>", panel).group(1)
+    assert "busiest first" in text(caption)
+    headers = re.findall(r'<th scope="col"[^>]*>(.*?)</th>', panel, re.S)
+    assert [text(th) for th in headers] == [
+        "Host", "Status", "↓ rx", "↑ tx", "total", "Interfaces", "Last sample",
+    ]  # fmt: skip
+    assert re.search(r"<tbody>\s*</tbody>", panel)
+    # The host selector, hidden too, comes before the interface selector.
+    host = search(r'<label[^>]*id="host-picker"[^>]*>', page)
+    assert "hidden" in host.group(0)
+    assert host.start() < page.index('id="iface-picker"')
+    assert 'aria-label="Host"' in page
+
+
 @pytest.mark.parametrize(
-    "path", ["netmetrics/dashboard.js", "netmetrics/flows.js", "netmetrics/dashboard.css"]
+    "path",
+    [
+        "netmetrics/dashboard.js",
+        "netmetrics/flows.js",
+        "netmetrics/fleet.js",
+        "netmetrics/dashboard.css",
+    ],
 )
 def test_assets_are_served(client: Client, path: str) -> None:
     response = client.get(f"/static/{path}")
@@ -108,7 +134,7 @@ def test_the_page_carries_the_servers_classes_ports_and_stale_factor(client: Cli
     assert mix_hint(page).endswith("(HTTP: TCP 80, HTTPS: TCP 443, DNS: port 53).")
     # The scripts that read them load after the rules and the shared API helper.
     scripts = re.findall(r'<script src="/static/netmetrics/(\w+)\.js"', page)
-    assert scripts == ["units", "api", "charts", "history", "flows", "dashboard"]
+    assert scripts == ["units", "api", "charts", "history", "flows", "fleet", "dashboard"]
     assert page.index('id="dashboard-rules"') < page.index("netmetrics/api.js")
 
 

@@ -20,7 +20,9 @@ from typing import Any
 from tests.processes import ROOT
 
 # Runs in the writer process (`manage.py shell -c`): one JSON command per stdin line, one reply
-# line ("ok <time.time() once done>" or "error ...") per command.
+# line ("ok <time.time() once done>" or "error ...") per command. A run is this machine's host's
+# unless "start" names another ("host": its id, "host_name": its name), as a fleet's samplers
+# write.
 WRITER = r"""
 import json, math, os, sys, time
 from datetime import timedelta
@@ -30,6 +32,13 @@ from bpf.classes import ALL_COUNTER_NAMES
 from metrics.models import Host, LiveFlows, SamplerRun
 
 runs, totals = {}, {}
+
+
+def host_of(cmd):
+    if "host" not in cmd:
+        return Host.objects.local()
+    host, _ = Host.objects.update_or_create(id=cmd["host"], defaults={"name": cmd["host_name"]})
+    return host
 
 
 # A sample, and with flows the run's live top-talkers table, in one transaction as the sampler
@@ -75,7 +84,7 @@ for line in sys.stdin:
         if op == "start":
             key = cmd["key"]
             runs[key] = SamplerRun.objects.create(
-                host=Host.objects.local(), interface=cmd["iface"], mode=cmd.get("mode", "native"),
+                host=host_of(cmd), interface=cmd["iface"], mode=cmd.get("mode", "native"),
                 egress=cmd.get("egress", True), interval=cmd.get("interval", 1.0), pid=os.getpid(),
                 flow_table=cmd.get("flow_table", 16384),
                 started_at=now - timedelta(seconds=cmd.get("ago", 0)),
@@ -95,6 +104,8 @@ for line in sys.stdin:
                 i += 1
         elif op == "stop":
             runs[cmd["key"]].stop(now - timedelta(seconds=cmd.get("ago", 0)))
+        elif op == "host":  # a host known, without a sample yet
+            host_of(cmd)
         print(f"ok {time.time()!r}", flush=True)  # just after its commit
     except Exception as exc:
         print(f"error {type(exc).__name__}: {exc}", flush=True)

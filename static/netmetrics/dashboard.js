@@ -1,6 +1,7 @@
 // netmetrics live dashboard: the WebSocket (with back-off), the cards and tables, the interface
-// selector and sampler status (/api/interfaces), and the run summary. Charts: charts.js and
-// history.js; top talkers: flows.js; the classes and the stale factor: the server (api.js).
+// selector and sampler status (/api/interfaces), the host on screen, and the run summary. Charts:
+// charts.js and history.js; top talkers: flows.js; the host selector and the fleet overview:
+// fleet.js; the classes and the stale factor: the server (api.js).
 // Server strings are only ever written with textContent.
 'use strict';
 
@@ -21,10 +22,16 @@
 
   const $ = (id) => document.getElementById(id);
   const body = document.body;
-  const ifaceFromUrl = () => (new URLSearchParams(location.search).get('iface') || '').trim() || null;
+  const fromUrl = (name) => (new URLSearchParams(location.search).get(name) || '').trim() || null;
 
   // ---------------------------------------------------------------- state
-  let iface = ifaceFromUrl(); // null: follow the interface with the newest sample
+  // The host on screen: the one chosen (?host=, the selector, the overview), else the live
+  // stream's (its messages say which). Every API call and the socket carry it once it is known,
+  // so an interface name that several hosts have means this host's.
+  let host = fromUrl('host'); // an id (a name from a hand-typed URL is replaced by its id)
+  let streamHost = null;      // the id in the live messages
+  const hostId = () => host || streamHost;
+  let iface = fromUrl('iface'); // null: follow the interface with the newest sample
   let interfaces = [];        // /api/interfaces
   let ws = null;
   let wsState = 'connecting';
@@ -41,7 +48,18 @@
   let interfacesSeq = 0;
   let interfacesAskedAt = 0;
   let interfacesAt = 0;       // client clock: last /api/interfaces answer
-  let summaryAsked = null; // the interface of the last summary request
+  let summaryAsked = null; // the host and interface of the last summary request
+
+  // An API query about what is on screen: the host (once known), the interface, and extra.
+  function onScreen(name, extra) {
+    const q = new URLSearchParams();
+    const h = hostId();
+    if (h) q.set('host', h);
+    if (name) q.set('iface', name);
+    for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
+    return q;
+  }
+  const withQuery = (path, q) => (q.toString() ? path + '?' + q.toString() : path);
 
   const getPath = (obj, path) => path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
 
@@ -103,9 +121,20 @@
     el.dataset.iface = name || ''; // the name itself ("all"), whatever the heading says
     el.textContent = !name ? '—' : isTotal(name) ? 'all interfaces (host total)' : name;
     el.title = (name && membersHint(name)) || 'Interface';
-    $('api-link').href = '/api/metrics/realtime' + (name ? '?iface=' + encodeURIComponent(name) : '');
+    $('api-link').href = withQuery('/api/metrics/realtime', onScreen(name));
     const select = $('iface-select');
     if (name && select.value !== name) select.value = name;
+    showHost();
+  }
+
+  // With several hosts, the heading names the host too: "Now on web-1 · eth0".
+  function showHost() {
+    const el = $('host-name');
+    const info = nm.fleet.find(hostId());
+    const name = info ? nm.fleet.nameOf(info) : lastSample && lastSample.host_name;
+    el.hidden = !nm.fleet.isFleet();
+    el.dataset.host = hostId() || '';
+    el.textContent = name ? String(name) : '—';
   }
 
   const infoOf = (name) => interfaces.find((i) => i.interface === name);
@@ -191,6 +220,7 @@
   function renderSample(msg) {
     lastSample = msg;
     lastSampleAt = Date.now();
+    if (typeof msg.host === 'string' && msg.host && msg.host !== streamHost) learnHost(msg.host);
     body.dataset.hasData = 'true';
     body.dataset.tx = msg.tx == null ? 'off' : 'on';
     const name = typeof msg.interface === 'string' && msg.interface ? msg.interface : iface;
@@ -209,8 +239,8 @@
     nowTime.dateTime = last.dateTime;
     body.dataset.lastTimestamp = last.dateTime;
     nm.live.push(msg);
-    if (name) nm.history.setIface(name);
-    if (name && name !== summaryAsked) pollSummary();
+    if (name) nm.history.setIface(name, hostId());
+    if (name && summaryKey(name) !== summaryAsked) pollSummary();
     if (needBackfill && name) {
       needBackfill = false;
       backfill(name, msg.tx != null);
@@ -225,10 +255,11 @@
   async function backfill(name, egress) {
     const since = new Date(Date.now() - 300 * 1000).toISOString();
     const fields = ['bandwidth_bps', 'packets_per_sec', ...nm.live.MIX.map((c) => c + '_bandwidth_bps')].join(',');
-    const url = (dir) => '/api/metrics/history?' + new URLSearchParams({iface: name, step: '1s', since, direction: dir, fields});
+    const url = (dir) => withQuery('/api/metrics/history', onScreen(name, {step: '1s', since, direction: dir, fields}));
+    const asked = hostId();
     try {
       const [rx, tx] = await Promise.all([getJson(url('rx')), egress ? getJson(url('tx')) : null]);
-      if (name !== (iface || (lastSample && lastSample.interface))) return; // switched meanwhile
+      if (name !== (iface || (lastSample && lastSample.interface)) || asked !== hostId()) return; // switched meanwhile
       if (!rx.resp.ok || (tx && !tx.resp.ok)) return; // the live points still come
       nm.live.backfill(rx.data.timestamps, rx.data.series, tx ? tx.data.series : null);
     } catch (err) {
@@ -238,8 +269,8 @@
 
   // ---------------------------------------------------------------- WebSocket with back-off
   function wsUrl() {
-    return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws/metrics/' +
-      (iface ? '?iface=' + encodeURIComponent(iface) : '');
+    return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host +
+      withQuery('/ws/metrics/', onScreen(iface));
   }
 
   function connect() {
@@ -322,7 +353,7 @@
   function entryState(name) {
     const info = infoOf(name);
     const state = {status: info ? info.status : null, bps: info ? fmt.num(info.bandwidth_bps) : null};
-    if (lastSample && lastSample.interface === name) {
+    if (lastSample && lastSample.interface === name && (!lastSample.host || lastSample.host === hostId())) {
       const live = fmt.parseTs(lastSample.timestamp);
       const polled = info && fmt.parseTs(info.last_sample);
       if (live && (!polled || live > polled)) {
@@ -379,16 +410,29 @@
     renderStatus();
   }
 
+  // The host on screen's interfaces. Before it is known (no ?host=, no live message yet), every
+  // host's are asked for, and those of the host with the newest sample kept: the one the
+  // socket's first message will come from.
+  function hostInterfaces(data, asked) {
+    if (asked) return data;
+    const when = (i) => (fmt.parseTs(i.last_sample) || new Date(0)).getTime();
+    const newest = data.reduce((a, b) => (!a || when(b) > when(a) ? b : a), null);
+    const shown = hostId() || (newest && newest.host);
+    return data.filter((i) => !shown || i.host === shown);
+  }
+
   async function pollInterfaces() {
     clearTimeout(interfacesTimer);
     interfacesTimer = setTimeout(pollInterfaces, INTERFACES_MS);
     if (document.hidden) return; // nobody reads the labels; visibilitychange polls on return
     const mine = ++interfacesSeq;
     interfacesAskedAt = Date.now();
+    const asked = hostId();
     try {
-      const {resp, data} = await getJson('/api/interfaces');
+      const {resp, data} = await getJson(withQuery('/api/interfaces', onScreen(null)));
       if (mine !== interfacesSeq || !resp.ok || !Array.isArray(data)) return;
-      interfaces = data;
+      if (asked && asked !== hostId()) return; // another host meanwhile: its own poll follows
+      interfaces = hostInterfaces(data, asked);
       interfacesAt = Date.now();
       renderInterfaces();
     } catch (err) {
@@ -409,8 +453,11 @@
     iface = name;
     if (push) {
       const url = new URL(location.href);
+      // With several hosts, the URL names the host too: a reload shows the same one.
+      if (!host && streamHost && nm.fleet.isFleet()) host = streamHost;
+      if (host) url.searchParams.set('host', host);
       url.searchParams.set('iface', name);
-      window.history.pushState({iface: name}, '', url);
+      window.history.pushState({host, iface: name}, '', url);
     }
     applyIface();
   }
@@ -424,20 +471,93 @@
     fill($('totals-table'), {});
     nm.flows.reset();
     nm.live.reset();
-    if (iface) nm.history.setIface(iface);
+    if (iface) nm.history.setIface(iface, hostId());
     renderInterfaces();
     reconnectNow();
     pollSummary();
   }
 
+  // ---------------------------------------------------------------- hosts
+  // Another host: nothing on screen is its, so everything starts again, on the interface its
+  // samples speak for (the host total where there is one) unless the URL names one.
+  function applyHost(id, name) {
+    host = id;
+    streamHost = null;
+    iface = name;
+    interfaces = [];
+    summaryAsked = null;
+    // A host without samples yet: the page says so, instead of the last host's charts.
+    const info = nm.fleet.find(id);
+    if (info && info.status === 'idle') body.dataset.hasData = 'false';
+    nm.fleet.render();
+    applyIface();
+    pollInterfaces();
+  }
+
+  function switchHost(id, push) {
+    if (!id) return;
+    if (id === hostId()) {
+      // Already on screen (the live stream's): now chosen, and kept in the URL.
+      if (host !== id && push) {
+        host = id;
+        const url = new URL(location.href);
+        url.searchParams.set('host', id);
+        window.history.pushState({host: id, iface}, '', url);
+        nm.fleet.render();
+      }
+      return;
+    }
+    if (push) {
+      const url = new URL(location.href);
+      url.searchParams.set('host', id);
+      url.searchParams.delete('iface');
+      window.history.pushState({host: id, iface: null}, '', url);
+    }
+    applyHost(id, null);
+  }
+
+  // The URL says the host by its id from now on (it may have said its name).
+  function replaceHostInUrl() {
+    const url = new URL(location.href);
+    if (host && url.searchParams.get('host') !== host) {
+      url.searchParams.set('host', host);
+      window.history.replaceState({host, iface}, '', url);
+    }
+  }
+
+  // The live stream said which host it is (on connect, or a chosen host's id for its name).
+  function learnHost(id) {
+    streamHost = id;
+    if (host && host !== id) {
+      host = id;
+      replaceHostInUrl();
+    }
+    soonPollInterfaces();
+    nm.fleet.render();
+  }
+
+  // /api/hosts answered: a host asked for by name now has its id.
+  function hostsChanged() {
+    const id = nm.fleet.resolve(host);
+    if (id !== host) {
+      host = id;
+      replaceHostInUrl();
+      soonPollInterfaces();
+    }
+    showHost();
+  }
+
   $('iface-select').addEventListener('change', (ev) => switchIface(ev.target.value, true));
   window.addEventListener('popstate', () => {
-    const name = ifaceFromUrl();
-    if (name && name !== iface) { iface = name; applyIface(); }
+    const wantHost = fromUrl('host');
+    const name = fromUrl('iface');
+    if (wantHost !== host) applyHost(wantHost, name);
+    else if (name && name !== iface) { iface = name; applyIface(); }
   });
 
   // ---------------------------------------------------------------- run summary (polled)
   const summaryFor = () => iface || (lastSample && lastSample.interface) || null;
+  const summaryKey = (name) => `${hostId() || ''} ${name}`;
 
   function summaryMessage(state, text) {
     $('summary').dataset.state = state;
@@ -451,11 +571,11 @@
     summaryTimer = setTimeout(pollSummary, SUMMARY_MS);
     const name = summaryFor();
     if (!name || document.hidden) return;
-    summaryAsked = name;
+    summaryAsked = summaryKey(name);
     const mine = ++summarySeq;
     const box = $('summary');
     try {
-      const {resp, data} = await getJson('/api/stats/summary?iface=' + encodeURIComponent(name));
+      const {resp, data} = await getJson(withQuery('/api/stats/summary', onScreen(name)));
       if (mine !== summarySeq) return; // a newer request is in flight
       box.dataset.iface = name;
       if (resp.ok && data && typeof data === 'object') {
@@ -478,8 +598,11 @@
   // ---------------------------------------------------------------- start
   try { $('tz-name').textContent = Intl.DateTimeFormat().resolvedOptions().timeZone || 'local'; } catch (err) { /* old browser */ }
   buildRatesTable();
+  nm.fleet.start({period: INTERFACES_MS, current: hostId, choose: (id) => switchHost(id, true), changed: hostsChanged});
   showIface(iface);
-  if (iface) nm.history.setIface(iface);
+  // Without ?host=, the first live message says the host, and the history waits for it: an
+  // interface name alone may be another host's.
+  if (iface && host) nm.history.setIface(iface, host);
   connect();
   pollInterfaces();
   pollSummary();

@@ -23,6 +23,7 @@
   const msgEl = $('history-msg');
 
   let iface = null;
+  let host = null;        // the host's id, once the dashboard knows it
   let range = '1h';
   let customSince = null; // ms
   let customUntil = null;
@@ -87,6 +88,7 @@
       until: new Date(r.until).toISOString(),
       step: 'auto',
     });
+    if (host) q.set('host', host);
     if (iface) q.set('iface', iface);
     for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
     return '/api/metrics/history?' + q.toString();
@@ -215,9 +217,12 @@
   nm.history = {
     get data() { return state.data; },
     get range() { return range; },
-    setIface(name) {
-      if (name === iface) return;
+    // The interface on screen, and its host (null: the API's choice, as on a single host).
+    setIface(name, hostId) {
+      const h = hostId || null;
+      if (name === iface && h === host) return;
       iface = name;
+      host = h;
       zoom = null;
       load();
     },
