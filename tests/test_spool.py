@@ -177,3 +177,21 @@ def test_a_tick_written_before_a_crash_is_not_written_twice(tmp_path: Path, cloc
     Sampler(FakeKernel(), interval=1.0, spool=stale).catch_up(float("inf"))
     assert (len(stale), SamplerRun.objects.get().rx_total_packets) == (0, 30)
     assert Sample.objects.count() == 3
+
+
+def test_ten_minutes_away_lose_nothing(tmp_path: Path, clock, outage) -> None:
+    """600 ticks at 1 Hz spooled, then written: 600 one-second samples, exact."""
+    spool = Spool(tmp_path / "spool.sqlite3", limit=21_600)
+    sampler = sampler_with(spool, counted_run())
+    outage(True)
+    for _ in range(600):
+        tick(sampler, clock)
+    outage(False)
+    assert len(spool) == 600
+    sampler.catch_up(until=float("inf"))
+    samples = Sample.objects.order_by("start")
+    assert [(s.rx_total_packets, s.elapsed) for s in samples] == [(10, 1.0)] * 600
+    assert [s.timestamp for s in samples] == [at(n) for n in range(1, 601)]
+    minutes = MinuteRollup.objects.order_by("start")
+    assert [(m.rx_total_packets, m.samples) for m in minutes] == [(600, 60)] * 10
+    assert SamplerRun.objects.get().rx_total_bytes == 600_000
