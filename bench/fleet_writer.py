@@ -19,6 +19,15 @@ now, so a tick that ends after the next one's time skips it. One process writes 
 after the other, on one connection: what a transaction-pooling connection pool in front of the
 database does with many samplers.
 
+With --replay the hosts send the SQL that record() sent instead (`replay`): one real tick each
+at set-up, a steady one (its minute and hour buckets exist already), is captured statement by
+statement as PostgreSQL received it (Django binds parameters on the client: the cursor's
+mogrify() gives that text), and every tick then sends those statements again in a transaction,
+one after the other: the same samples inserted, the same buckets locked and rewritten, the same
+runs updated, with none of the ORM's and the driver's CPU in the writer. What that measures is
+PostgreSQL's side of the write path when the writers cost next to nothing, as they do to the
+database when each sampler runs on its own host.
+
 Protocol: once set up (hosts, runs, connection) it prints `ready <PID of its PostgreSQL backend>`,
 reads the start time (unix seconds) on stdin, ticks for --seconds from then, and writes every
 tick after --warmup to --out as JSON.
@@ -34,9 +43,11 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -70,6 +81,7 @@ class SimulatedHost:
     traffic: list[Traffic]
     phase: float  # seconds after the whole second that it ticks at
     last_written: float  # unix time of its last write: its next interval starts there
+    replay: list[str] | None = None  # the statements of a captured tick, to send again
     ticks: int = 0
     to_prune: deque[Series] = field(default_factory=deque)
 
@@ -79,6 +91,14 @@ class SimulatedHost:
 
     def tick(self) -> None:
         """One tick's write: the interval since the last one, in one transaction."""
+        if self.replay is not None:
+            raw = connection.connection
+            assert raw is not None
+            with raw.transaction(), raw.cursor() as cursor:
+                for statement in self.replay:
+                    cursor.execute(statement)
+            self.ticks += 1
+            return
         now = time.time()
         elapsed = now - self.last_written
         timestamp = timezone.now()
@@ -104,6 +124,35 @@ class SimulatedHost:
             self.to_prune.extend(run.series for run in self.runs)
         if self.to_prune:
             prune(self.to_prune.popleft(), timezone.now())
+
+
+def captured_tick(host: SimulatedHost) -> list[str]:
+    """The statements of one of the host's ticks, as PostgreSQL received them."""
+    statements: list[str] = []
+
+    def keep(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+    ) -> Any:
+        raw = context["cursor"].cursor
+        for each in params if many else [params]:
+            statements.append(sql if each is None else raw.mogrify(sql, each))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
+        host.tick()
+    return statements
+
+
+def capture(host: SimulatedHost) -> list[str]:
+    """A steady tick's statements: one that made a new minute or hour bucket (an INSERT that
+    would fail the second time) is followed by another."""
+    for _ in range(3):
+        statements = captured_tick(host)
+        new_bucket = ('INSERT INTO "metrics_minuterollup"', 'INSERT INTO "metrics_hourrollup"')
+        if not any(statement.startswith(new_bucket) for statement in statements):
+            return statements
+        time.sleep(0.2)
+    raise RuntimeError(f"{host_name(host.index)}: three ticks in a row made new buckets")
 
 
 def set_up(first: int, last: int, phases: str) -> list[SimulatedHost]:
@@ -187,9 +236,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--replay", action="store_true", help="send a captured tick's SQL")
     args = parser.parse_args()
     first, last = (int(part) for part in args.hosts.split(":"))
     hosts = set_up(first, last, args.phases)
+    if args.replay:
+        for host in hosts:
+            host.replay = capture(host)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         (backend,) = cursor.fetchone() or (0,)
