@@ -8,24 +8,34 @@
 bench_pairs(n) makes n more pairs; SamplerProcess.start takes several names comma-separated
 (`--iface a,b`), and then speaks of its host total.
 
-Everything here runs as root from a checkout; the scripts put the repo root on sys.path.
+The API benches (bench/api, bench/fleet) share the query set (api_queries), the timed keep-alive
+client (ApiClient), the interleaved timing (time_queries) and its side-by-side table
+(latency_table).
+
+Everything here runs as root from a checkout (the API benches need no root); the scripts put
+the repo root on sys.path.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import os
 import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from metrics.selection import HOST_TOTAL, Selection
 from tests.netns import VethPair, veth_pair
@@ -238,3 +248,131 @@ def memory_kib(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             values[key] = int(rest.split()[0])
     return values
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at `fraction` (0..1) of the sorted values, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+Query = Callable[[str | None], str]  # a request's path, given the ?host= to ask about (or none)
+
+
+def api_queries(iface: str, until: datetime | None = None) -> dict[str, Query]:
+    """The API benches' query set by label. History ranges end at `until` (sent as until=), else
+    at each request's now (no until=); summaries' windows end at now."""
+
+    def path(endpoint: str, host: str | None, **params: str) -> str:
+        return f"/api/{endpoint}?" + urlencode(
+            {**({"host": host} if host else {}), "iface": iface, **params}
+        )
+
+    def history(host: str | None, ago: timedelta, **params: str) -> str:
+        end = until or datetime.now(UTC)
+        bounds = {"since": _iso(end - ago), **({"until": _iso(until)} if until else {})}
+        return path("metrics/history", host, **bounds, **params)
+
+    hour, day = timedelta(hours=1), timedelta(hours=24)
+    return {
+        "realtime": lambda host: path("metrics/realtime", host),
+        "summary window=24h": lambda host: path("stats/summary", host, window="24h"),
+        "summary window=30d": lambda host: path("stats/summary", host, window="30d"),
+        "history 24h step=auto": lambda host: history(host, day, step="auto"),
+        "history 1h step=1s": lambda host: history(host, hour, step="1s"),
+        # What the dashboard's history chart asks for (static/netmetrics/history.js), per direction.
+        "history 1h step=1s chart fields": lambda host: history(
+            host, hour, step="1s", direction="rx", fields="bandwidth_bps,peak_bandwidth_bps"
+        ),
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ApiClient:
+    """Timed GETs to a web server on loopback over one kept-alive connection, asking about each
+    of `hosts` in turn (None: no ?host=)."""
+
+    label: str
+    port: int
+    hosts: list[str] | None = None
+    connection: http.client.HTTPConnection | None = None
+    turn: int = 0
+
+    def next_host(self) -> str | None:
+        if not self.hosts:
+            return None
+        self.turn += 1
+        return self.hosts[self.turn % len(self.hosts)]
+
+    def get(self, path: str) -> float:
+        """Milliseconds for one GET on the kept-alive connection; BenchError unless 200."""
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        began = time.perf_counter()
+        self.connection.request("GET", path)
+        response = self.connection.getresponse()
+        body = response.read()
+        took = (time.perf_counter() - began) * 1000
+        if response.status != 200:
+            raise BenchError(f"{self.label}: GET {path} answered {response.status}: {body[:300]!r}")
+        if response.getheader("Connection", "").lower() == "close":
+            self.close()
+        return took
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def time_queries(
+    clients: list[ApiClient], queries: dict[str, Query], requests: int, warmup: int
+) -> dict[tuple[str, str], list[float]]:
+    """Per (query, client label), the timed requests' milliseconds, the clients interleaved
+    request by request so that all of them see the same machine conditions."""
+    timings: dict[tuple[str, str], list[float]] = {}
+    for query, path in queries.items():
+        for _ in range(warmup):
+            for client in clients:
+                client.get(path(client.next_host()))
+        for _ in range(requests):
+            for client in clients:
+                took = client.get(path(client.next_host()))
+                timings.setdefault((query, client.label), []).append(took)
+    return timings
+
+
+def latency_table(
+    timings: dict[tuple[str, str], list[float]],
+    queries: list[str],
+    base: str,
+    other: str,
+    target_ratio: float,
+    target_p50_ms: float | None = None,
+) -> None:
+    """Print each query's p50 and p95 under `base` and `other` side by side, other's p50 over
+    base's, and whether the targets are met (other's p50 at most target_p50_ms, the ratio at
+    most target_ratio)."""
+    print()
+    print(f"| query | {base} p50 | {base} p95 | {other} p50 | {other} p95 | ratio | verdict |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for query in queries:
+        a, b = timings[(query, base)], timings[(query, other)]
+        p50a, p50b = statistics.median(a), statistics.median(b)
+        ratio = p50b / p50a
+        misses = []
+        if target_p50_ms is not None and p50b > target_p50_ms:
+            misses.append(f"p50 > {target_p50_ms:g} ms")
+        if ratio > target_ratio:
+            misses.append(f"ratio > {target_ratio:g}")
+        verdict = "MISSED: " + ", ".join(misses) if misses else "ok"
+        print(
+            f"| {query} | {p50a:.1f} ms | {percentile(a, 0.95):.1f} ms | {p50b:.1f} ms | "
+            f"{percentile(b, 0.95):.1f} ms | {ratio:.2f}x | {verdict} |"
+        )
+    p50 = f"p50 <= {target_p50_ms:g} ms per query at {other}; " if target_p50_ms else ""
+    print(f"\ntargets: {p50}{other} p50 <= {target_ratio:g}x the {base} p50 of the same query")

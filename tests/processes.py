@@ -44,19 +44,28 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def migrated_env(db: Path, *, sqlite: bool = False) -> dict[str, str]:
+def migrated_env(db: Path, *, sqlite: bool = False, keep: bool = False) -> dict[str, str]:
     """An environment for child processes on a fresh, migrated scratch database: the SQLite file
     db (NETMETRICS_DB), or under DATABASE_URL (unless `sqlite`) a new PostgreSQL database of
-    its own on that server, copied from one migrated once per test process."""
+    its own on that server, copied from one migrated once per test process, and dropped when
+    the process exits unless `keep` (a bench's --keep) or drop_database() drops it first."""
     env = {**os.environ, "NETMETRICS_DB": str(db), "PYTHONUNBUFFERED": "1"}
     url = env.pop("DATABASE_URL", "")
     if url and not sqlite:
         env["DATABASE_URL"] = _with_database(
-            url, _scratch.create(url, template=_scratch.template(url))
+            url, _scratch.create(url, template=_scratch.template(url), keep=keep)
         )
         return env
     migrate(env)
     return env
+
+
+def drop_database(env: dict[str, str]) -> None:
+    """Drop the scratch PostgreSQL database of a migrated_env now (it holds disk a bench wants
+    back before its next part); nothing for SQLite or a kept database."""
+    url = env.get("DATABASE_URL")
+    if url:
+        _scratch.drop(url)
 
 
 def unmigrated_env(db: Path) -> dict[str, str]:
@@ -90,8 +99,9 @@ class _ScratchDatabases:
     DATABASE ... TEMPLATE: a file copy, much quicker than migrating), dropped when it exits."""
 
     def __init__(self) -> None:
-        self.made: list[tuple[str, str]] = []  # (server URL, database)
+        self.made: list[tuple[str, str]] = []  # (server URL, database): dropped at exit
         self.templates: dict[str, str] = {}
+        self.count = 0
 
     def template(self, url: str) -> str:
         if url not in self.templates:
@@ -100,33 +110,51 @@ class _ScratchDatabases:
             self.templates[url] = name
         return self.templates[url]
 
-    def create(self, url: str, *, template: str) -> str:
-        """A new database on url's server, copied from template: its name."""
+    def create(self, url: str, *, template: str, keep: bool = False) -> str:
+        """A new database on url's server, copied from template: its name. It is dropped when
+        the process exits, unless `keep`."""
         import psycopg
         from psycopg import sql
 
         base = urlsplit(url).path.lstrip("/")
-        name = f"{base[:30]}_scratch_{os.getpid()}_{len(self.made)}"
+        name = f"{base[:30]}_scratch_{os.getpid()}_{self.count}"
+        self.count += 1
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                     sql.Identifier(name), sql.Identifier(template)
                 )
             )
+        if keep:
+            return name
         if not self.made:
             atexit.register(self.drop_all)
         self.made.append((url, name))
         return name
 
+    def drop(self, url: str) -> None:
+        """Drop the database of url (a database's URL, as migrated_env gives) if this process
+        made it to drop."""
+        for made in self.made:
+            if _with_database(*made) == url:
+                self.made.remove(made)
+                self._drop(*made)
+                return
+
     def drop_all(self) -> None:
+        for url, name in reversed(self.made):
+            self._drop(url, name)
+        self.made.clear()
+
+    @staticmethod
+    def _drop(url: str, name: str) -> None:
         import psycopg
         from psycopg import sql
 
-        for url, name in reversed(self.made):
-            with contextlib.suppress(psycopg.Error), psycopg.connect(url, autocommit=True) as c:
-                c.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+        with contextlib.suppress(psycopg.Error), psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 _scratch = _ScratchDatabases()
