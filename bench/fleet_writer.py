@@ -21,12 +21,12 @@ database does with many samplers.
 
 With --replay the hosts send the SQL that record() sent instead (`replay`): one real tick each
 at set-up, a steady one (its minute and hour buckets exist already), is captured statement by
-statement as PostgreSQL received it (Django binds parameters on the client: the cursor's
-mogrify() gives that text), and every tick then sends those statements again in a transaction,
-one after the other: the same samples inserted, the same buckets locked and rewritten, the same
-runs updated, with none of the ORM's and the driver's CPU in the writer. What that measures is
-PostgreSQL's side of the write path when the writers cost next to nothing, as they do to the
-database when each sampler runs on its own host.
+statement with its parameters, and every tick then sends those statements again in a
+transaction, one after the other, through the same psycopg cursor (bound, and after a few ticks
+prepared, by the server as record()'s are): the same samples inserted, the same buckets locked
+and rewritten, the same runs updated, with none of the ORM's CPU in the writer. What that
+measures is PostgreSQL's side of the write path when the writers cost next to nothing, as they
+do to the database when each sampler runs on its own host.
 
 Protocol: once set up (hosts, runs, connection) it prints `ready <PID of its PostgreSQL backend>`,
 reads the start time (unix seconds) on stdin, ticks for --seconds from then, and writes every
@@ -70,6 +70,7 @@ from metrics.selection import HOST_TOTAL  # noqa: E402
 
 PRUNE_EVERY = 10  # metrics.sampler.Sampler.PRUNE_EVERY: one series a tick, every 10th tick
 GOLDEN = (math.sqrt(5) - 1) / 2  # spreads phases evenly whatever the number of hosts
+Statement = tuple[str, Any]  # SQL with %s placeholders, and its parameters (None: none)
 
 
 @dataclass
@@ -81,7 +82,7 @@ class SimulatedHost:
     traffic: list[Traffic]
     phase: float  # seconds after the whole second that it ticks at
     last_written: float  # unix time of its last write: its next interval starts there
-    replay: list[str] | None = None  # the statements of a captured tick, to send again
+    replay: list[Statement] | None = None  # a captured tick's statements, to send again
     ticks: int = 0
     to_prune: deque[Series] = field(default_factory=deque)
 
@@ -95,8 +96,8 @@ class SimulatedHost:
             raw = connection.connection
             assert raw is not None
             with raw.transaction(), raw.cursor() as cursor:
-                for statement in self.replay:
-                    cursor.execute(statement)
+                for sql, params in self.replay:
+                    cursor.execute(sql, params)
             self.ticks += 1
             return
         now = time.time()
@@ -126,17 +127,16 @@ class SimulatedHost:
             prune(self.to_prune.popleft(), timezone.now())
 
 
-def captured_tick(host: SimulatedHost) -> list[str]:
-    """The statements of one of the host's ticks, as PostgreSQL received them."""
-    statements: list[str] = []
+def captured_tick(host: SimulatedHost) -> list[Statement]:
+    """The statements of one of the host's ticks, with their parameters."""
+    statements: list[Statement] = []
 
     def keep(
         execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
     ) -> Any:
-        raw = context["cursor"].cursor
-        for each in params if many else [params]:
-            statements.append(sql if each is None else raw.mogrify(sql, each))
-        return execute(sql, params, many, context)
+        params = list(params) if many else [params]  # executemany may be given an iterator
+        statements.extend((sql, each) for each in params)
+        return execute(sql, params if many else params[0], many, context)
 
     with connection.execute_wrapper(keep):
         host.tick()
@@ -151,7 +151,7 @@ def capture(host: SimulatedHost) -> list[str]:
     for _ in range(6):
         statements = captured_tick(host)
         new_bucket = ('INSERT INTO "metrics_minuterollup"', 'INSERT INTO "metrics_hourrollup"')
-        if not any(statement.startswith(new_bucket) for statement in statements):
+        if not any(sql.startswith(new_bucket) for sql, _ in statements):
             return statements
         time.sleep(0.2)
     raise RuntimeError(f"{host_name(host.index)}: six ticks in a row made new buckets")

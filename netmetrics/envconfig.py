@@ -27,6 +27,12 @@ POSTGRES_TIMEOUTS = {
     "keepalives_count": 3,
     "tcp_user_timeout": 10_000,  # milliseconds a sent query may stay unacknowledged
 }
+# Parameters bound by the server, and statements run 5 times on a connection prepared by
+# psycopg: a sampler's tick is the same dozen statements every second, which PostgreSQL then
+# parses and plans once instead of at every tick (0.8 instead of 2.3 ms of its CPU a tick,
+# bench/fleet). A pooler in transaction mode must keep prepared statements (PgBouncer 1.21+,
+# max_prepared_statements), or the URL turns this off: ?server_side_binding=false.
+POSTGRES_BINDING = {"server_side_binding": True, "prepare_threshold": 5}
 
 
 def env_bool(name: str, *, default: bool) -> bool:
@@ -95,7 +101,7 @@ def env_database(name: str) -> dict[str, Any] | None:
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"{name}: no database name: postgres://USER@HOST:PORT/NAME")
     # Parameters the URL gives (?connect_timeout=...) win over these defaults.
-    options: dict[str, Any] = {**POSTGRES_TIMEOUTS}
+    options: dict[str, Any] = {**POSTGRES_TIMEOUTS, **POSTGRES_BINDING}
     options.update(cast("dict[str, Any]", config.get("OPTIONS") or {}))
     config["OPTIONS"] = options
     return config

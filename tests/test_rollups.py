@@ -88,6 +88,24 @@ def test_one_batch_records_several_runs_into_new_and_existing_buckets(
     assert fresh["eth0"].measured_seconds == 3.0 and fresh["eth2"].rx_total_packets == 3
 
 
+@pytest.mark.usefixtures("requires_postgres")
+def test_on_postgresql_a_tick_is_prepared_statements_after_five() -> None:
+    """PostgreSQL parses and plans a sampler's tick once, not every second (envconfig's
+    POSTGRES_BINDING): after five ticks each of its statements is a prepared one."""
+    runs = [start_run(name) for name in ("eth0", "eth1")]
+    for second in range(6):
+        SamplerRun.objects.record(
+            [Recording(run, counters(rx_total_bytes=second + 1), 1.0) for run in runs],
+            at(second + 1),
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [statement for (statement,) in cursor.fetchall()]
+    tables = ("metrics_sample", "metrics_minuterollup", "metrics_hourrollup", "metrics_samplerrun")
+    for table in tables:
+        assert any(f'"{table}"' in statement for statement in prepared), (table, prepared)
+
+
 def test_rebuild_reproduces_what_the_sampler_wrote() -> None:
     run = start_run()
     record_seconds(run, 0, 130)  # the first sample starts at 12:00:00 exactly

@@ -105,9 +105,16 @@ def test_database_and_redis_urls(monkeypatch) -> None:
     # A server that is gone fails within seconds; the URL's own parameters win.
     assert config["OPTIONS"]["connect_timeout"] == 5
     assert config["OPTIONS"]["tcp_user_timeout"] == 10_000
-    monkeypatch.setenv("DATABASE_URL", "postgres://nm@db.example/fleet?connect_timeout=2")
+    # Statements bound and prepared by the server, unless the URL says otherwise (a pooler).
+    assert config["OPTIONS"]["server_side_binding"] is True
+    assert config["OPTIONS"]["prepare_threshold"] == 5
+    monkeypatch.setenv(
+        "DATABASE_URL",
+        "postgres://nm@db.example/fleet?connect_timeout=2&server_side_binding=false",
+    )
     given = envconfig.env_database("DATABASE_URL")
     assert given is not None and given["OPTIONS"]["connect_timeout"] == 2
+    assert given["OPTIONS"]["server_side_binding"] is False
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/1")
     assert envconfig.env_redis("REDIS_URL") == "redis://127.0.0.1:6379/1"
     monkeypatch.delenv("DATABASE_URL")
