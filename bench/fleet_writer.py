@@ -143,7 +143,7 @@ def captured_tick(host: SimulatedHost) -> list[Statement]:
     return statements
 
 
-def capture(host: SimulatedHost) -> list[str]:
+def capture(host: SimulatedHost) -> list[Statement]:
     """A steady tick's statements: one that made a new minute or hour bucket (an INSERT that
     would fail the second time) is followed by another. The first tick of a host whose replays
     wrote nothing new for a while makes one, the second often does, and two ticks 0.2 s apart
