@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.views.generic import TemplateView
 
+from access.views import ViewerRequiredMixin
 from bpf.classes import APP_PROTOCOLS, CLASS_LABELS, CLASSES, DEFAULT_APP_PORTS
 from metrics.models import HOST_TOTAL, SamplerRun
 
@@ -55,7 +56,7 @@ def dashboard_rules() -> dict[str, Any]:
     }
 
 
-class DashboardView(TemplateView):
+class DashboardView(ViewerRequiredMixin, TemplateView):
     """``/``: the live dashboard (static/netmetrics/*.js do the rest in the browser)."""
 
     template_name = "dashboard.html"

@@ -23,16 +23,24 @@ NETMETRICS_SPOOL, NETMETRICS_SPOOL_TICKS
                           with DATABASE_URL: the sampler's spool file while the database does
                           not answer (default spool.sqlite3 beside NETMETRICS_DB) and the ticks
                           it keeps at full resolution (21600: 6 hours at 1 Hz)
+NETMETRICS_BIND           the address the web server listens on (127.0.0.1)
+NETMETRICS_AUTH           required (a login or a token for everything but /health) or
+                          loopback-open (clients on loopback need none); default loopback-open
+                          when NETMETRICS_BIND is a loopback address, else required
+NETMETRICS_TRUSTED_PROXY  1 behind a reverse proxy: its X-Forwarded-Proto says HTTPS, and its
+                          X-Forwarded-For the client (the web server runs with --proxy-headers)
 """
 
 import os
 import socket
 from pathlib import Path
 
+from access.rules import MODES, default_mode
 from bpf.classes import DEFAULT_APP_PORTS
 from metrics.tiers import RETAINED
 from netmetrics.envconfig import (
     env_bool,
+    env_choice,
     env_database,
     env_duration,
     env_int,
@@ -52,6 +60,17 @@ DEBUG = env_bool("NETMETRICS_DEBUG", default=False)
 NETMETRICS_HOST_ID = host_id("NETMETRICS_HOST_ID", DATABASE_PATH.parent)
 NETMETRICS_HOST_NAME = os.environ.get("NETMETRICS_HOST_NAME", "").strip() or socket.gethostname()
 ALLOWED_HOSTS = env_list("NETMETRICS_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+# Who may see traffic (access/rules.py): everyone logs in, unless the server listens on loopback
+# only, where `make run`'s user on the same host needs no login.
+NETMETRICS_BIND = os.environ.get("NETMETRICS_BIND", "").strip() or "127.0.0.1"
+NETMETRICS_AUTH = env_choice("NETMETRICS_AUTH", MODES, default=default_mode(NETMETRICS_BIND))
+NETMETRICS_TRUSTED_PROXY = env_bool("NETMETRICS_TRUSTED_PROXY", default=False)
+if NETMETRICS_TRUSTED_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 # Ports that make a TCP/UDP packet count as http, https or dns (see bpf.classes.APP_PROTOCOLS).
 NETMETRICS_APP_PORTS = {
@@ -87,16 +106,19 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served locally
     "channels",
+    "access",
     "metrics",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "access.middleware.SecureCookiesOverHttps",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "access.middleware.LoginRequired",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -157,9 +179,13 @@ CHANNEL_LAYERS = {
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["metrics.api.renderers.FastJSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "UNAUTHENTICATED_USER": None,
+    # The token first: its WWW-Authenticate makes a request without credentials a 401.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "access.drf.BearerTokenAuthentication",
+        "access.drf.PasswordAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["access.drf.CanViewTraffic"],
     "EXCEPTION_HANDLER": "metrics.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -169,6 +195,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Per-second traffic of Linux interfaces, counted in the kernel with eBPF.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page are for viewers, as the API is (REST_FRAMEWORK's default).
+    "SERVE_PERMISSIONS": ["access.drf.CanViewTraffic"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

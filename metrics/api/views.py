@@ -11,6 +11,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
+from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -79,7 +80,11 @@ TEXT_503 = OpenApiResponse(OpenApiTypes.STR, description="database unavailable: 
 
 
 class HealthView(PlainTextView):
-    """200 OK when the web app and its database answer."""
+    """200 OK when the web app and its database answer. Open to all (a load balancer's or
+    systemd's probe): it tells nothing about traffic."""
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
 
     @extend_schema(
         responses={

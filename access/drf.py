@@ -1,0 +1,60 @@
+"""The REST API's and /metrics' side of access/rules.py: tokens, passwords, sessions, and the
+permission every view has unless it says otherwise (settings.REST_FRAMEWORK)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
+
+from access.models import ApiToken
+from access.rules import may_view, request_open_without_login
+
+if TYPE_CHECKING:  # rest_framework.views imports this module (its default classes)
+    from rest_framework.views import APIView
+
+REALM = 'realm="netmetrics"'
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <token>` (Prometheus' `authorization` in a scrape config), or
+    `Token <token>` as DRF's own token scheme spells it.
+
+    First in the list: its WWW-Authenticate is why a request without credentials gets 401, not
+    403."""
+
+    SCHEMES = (b"bearer", b"token")
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
+        parts = authentication.get_authorization_header(request).split()
+        if not parts or parts[0].lower() not in self.SCHEMES:
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("a token header is 'Bearer <token>'")
+        token = ApiToken.objects.find(parts[1].decode("latin-1"))
+        if token is None:
+            raise exceptions.AuthenticationFailed("unknown or revoked token")
+        token.used()
+        return token.user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return f"Bearer {REALM}"
+
+
+class PasswordAuthentication(authentication.BasicAuthentication):
+    """HTTP basic auth with a user's password (for a Prometheus that has no token), through
+    Django's authenticate(), so that failed attempts count against the login rate limit."""
+
+    www_authenticate_realm = "netmetrics"
+
+
+class CanViewTraffic(permissions.BasePermission):
+    """A viewer (access/rules.py), or a client that needs no login; tokens read only."""
+
+    message = "you are not allowed to see traffic: ask an administrator for the viewer group"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if isinstance(request.auth, ApiToken) and request.method not in permissions.SAFE_METHODS:
+            return False
+        return request_open_without_login(request.META) or may_view(request.user)
