@@ -60,10 +60,6 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         return f"{self.hint}… ({self.name or 'no name'}, {self.user})"
 
-    def revoke(self) -> None:
-        self.revoked_at = timezone.now()
-        self.save(update_fields=["revoked_at"])
-
     def used(self) -> None:
         """Note a use, at most once a minute: a scrape every few seconds writes nothing more."""
         now = timezone.now()
