@@ -8,11 +8,14 @@ is refused for anything but GET, HEAD and OPTIONS (access/drf.py).
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 
 from django.conf import settings
-from django.db import models
+from django.db import DatabaseError, models
 from django.utils import timezone
+
+log = logging.getLogger("netmetrics.access")
 
 PREFIX = "nm_"  # makes a leaked token easy to recognise (secret scanners, logs)
 
@@ -61,8 +64,13 @@ class ApiToken(models.Model):
         return f"{self.hint}… ({self.name or 'no name'}, {self.user})"
 
     def used(self) -> None:
-        """Note a use, at most once a minute: a scrape every few seconds writes nothing more."""
+        """Note a use, at most once a minute: a scrape every few seconds writes nothing more.
+        Best effort: a database too busy to take the write (SQLite while the sampler writes)
+        must not refuse a read."""
         now = timezone.now()
         if self.last_used_at is None or (now - self.last_used_at).total_seconds() >= 60:
             self.last_used_at = now
-            ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+            try:
+                ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+            except DatabaseError as exc:
+                log.warning("token %s: its last use not noted: %s", self.hint, exc)

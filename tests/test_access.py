@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
+from django.db import OperationalError
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.utils import timezone
@@ -234,3 +235,16 @@ def test_the_admin_lists_and_revokes_tokens_but_cannot_make_one(viewer) -> None:
     )
     assert ApiToken.objects.get().revoked_at is not None
     assert ApiToken.objects.find(token) is None
+
+
+@override_settings(NETMETRICS_AUTH=REQUIRED)
+def test_a_locked_database_does_not_refuse_a_token_its_read(viewer, recorded, monkeypatch, caplog):
+    """Noting a token's use is a write; SQLite may be busy with the sampler's: the read goes on."""
+    _, token = ApiToken.objects.issue(viewer)
+
+    def locked(*args: object, **kwargs: object) -> int:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr("django.db.models.QuerySet.update", locked)
+    assert Client().get("/api/interfaces", headers=bearer(token)).status_code == 200
+    assert "its last use not noted: database is locked" in caplog.text
