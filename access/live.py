@@ -1,8 +1,9 @@
 """The WebSocket's side of access/rules.py: who may open the live feed, and closing a session's
 connections when it logs out.
 
-A refused connection is accepted and then closed with an application close code, so that the
-client learns why (a refusal at the handshake is only an HTTP 403, the same as a foreign Origin):
+A refused connection is accepted, sent `{"type": "error", "detail": "..."}` and closed with an
+application close code, so that the client learns why (a refusal at the handshake is only an
+HTTP 403, the same as a foreign Origin; daphne sends no close reason):
 
 - 4401: no login (or it ended: logged out). Log in, then connect again.
 - 4403: logged in, but without the viewer permission (VIEW_PERMISSION).
@@ -33,11 +34,11 @@ SESSION_ENDED = "session.ended"  # the group message; the consumer's session_end
 
 @dataclass(frozen=True)
 class Admission:
-    """What a connection may do: close with `code` (and `reason`) if it is refused; else stay,
-    in `group` (None: it needs no login) until its session logs out."""
+    """What a connection may do: be told `detail` and closed with `code` if it is refused; else
+    stay, in `group` (None: it needs no login) until its session logs out."""
 
     code: int | None = None
-    reason: str = ""
+    detail: str = ""
     group: str | None = None
 
 

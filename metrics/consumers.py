@@ -34,9 +34,9 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
     sampled every second that would change with every message, and a live view would flap
     between them. A client that wants another interface reconnects with ?iface=.
 
-    Only for viewers and clients that need no login (access/live.py): anyone else is closed,
-    before anything is sent, with 4401 (no login) or 4403 (logged in, not a viewer); a
-    connection admitted by its login is closed with 4401 when that session logs out. A foreign
+    Only for viewers and clients that need no login (access/live.py): anyone else gets an error
+    message and close code 4401 (no login) or 4403 (logged in, not a viewer), and no sample; a
+    connection admitted by its login is closed so, with 4401, when that session logs out. A foreign
     Origin is refused at the handshake (HTTP 403, netmetrics/asgi.py).
     """
 
@@ -50,7 +50,7 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         admitted = await database_sync_to_async(admission)(self.scope)
         await self.accept()
         if admitted.code is not None:
-            await self.close(code=admitted.code, reason=admitted.reason)
+            await self.refuse(admitted.code, admitted.detail)
             return
         if admitted.group is not None:
             self.session_group = admitted.group
@@ -60,8 +60,7 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         }
         self.host, self.iface, errors = await database_sync_to_async(_validate)(query)
         if errors:
-            await self.send_json({"type": "error", "detail": errors})
-            await self.close(code=4400)
+            await self.refuse(4400, errors)
             return
         # Subscribe before reading the latest sample: a sample written in between then arrives
         # twice rather than never, and the timestamp check below drops the repeat.
@@ -88,7 +87,12 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
     async def session_ended(self, event: dict[str, Any]) -> None:
         """Its session logged out (access/live.py): no sample may follow, so leave first."""
         await self.leave_groups()
-        await self.close(code=NOT_LOGGED_IN, reason="logged out")
+        await self.refuse(NOT_LOGGED_IN, "logged out")
+
+    async def refuse(self, code: int, detail: Any) -> None:
+        """An error message saying why, then the close code."""
+        await self.send_json({"type": "error", "detail": detail})
+        await self.close(code=code)
 
     async def sample_message(self, event: dict[str, Any]) -> None:
         message = event["message"]

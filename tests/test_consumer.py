@@ -214,13 +214,17 @@ def with_session(client: Client) -> list[tuple[bytes, bytes]]:
     return [*HEADERS, (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
 
 
-async def refusal(ws: WebsocketCommunicator) -> dict:
-    """The close that follows the accept, with nothing sent before it."""
+async def refusal(ws: WebsocketCommunicator) -> tuple[dict, dict]:
+    """What follows the accept: the error message and the close, nothing else."""
     assert (await ws.connect())[0]
-    return await ws.receive_output(timeout=2)
+    return await ws.receive_json_from(timeout=2), await ws.receive_output(timeout=2)
 
 
-LOG_IN_FIRST = {"type": "websocket.close", "code": 4401, "reason": "log in first"}
+def refused(code: int, detail: str) -> tuple[dict, dict]:
+    return {"type": "error", "detail": detail}, {"type": "websocket.close", "code": code}
+
+
+LOG_IN_FIRST = refused(4401, "log in first")
 
 
 @pytest.mark.parametrize(
@@ -237,19 +241,17 @@ def test_a_client_that_must_log_in_and_has_not_is_closed_with_4401(
     mode: str, client: tuple[str, int] | None, headers: list[tuple[bytes, bytes]]
 ) -> None:
     with override_settings(NETMETRICS_AUTH=mode):
-        closed = async_to_sync(refusal)(connect("/ws/metrics/", headers, client))
-    assert closed == LOG_IN_FIRST
+        answer = async_to_sync(refusal)(connect("/ws/metrics/", headers, client))
+    assert answer == LOG_IN_FIRST
 
 
 @override_settings(NETMETRICS_AUTH="required")
 def test_a_user_without_the_viewer_permission_is_closed_with_4403() -> None:
     headers = with_session(logged_in("guest", viewer=False))
-    closed = async_to_sync(refusal)(connect("/ws/metrics/", headers))
-    assert closed == {
-        "type": "websocket.close",
-        "code": 4403,
-        "reason": "not allowed to see traffic: ask an administrator for the viewer group",
-    }
+    answer = async_to_sync(refusal)(connect("/ws/metrics/", headers))
+    assert answer == refused(
+        4403, "not allowed to see traffic: ask an administrator for the viewer group"
+    )
 
 
 @override_settings(NETMETRICS_AUTH="required")
@@ -261,14 +263,14 @@ def test_logging_out_closes_that_sessions_connections_with_4401_and_no_other() -
     phone.force_login(User.objects.get(username="alice"))  # a second session of the same user
 
     @async_to_sync
-    async def scenario() -> tuple[list[int], dict, dict]:
+    async def scenario() -> tuple[list[int], tuple[dict, dict], tuple[dict, dict]]:
         cookie = with_session(browser)
         here, there = connect("/ws/metrics/", cookie), connect("/ws/metrics/", with_session(phone))
         assert (await here.connect())[0] and (await there.connect())[0]
         first = [(await ws.receive_json_from(timeout=2))["total_packets"] for ws in (here, there)]
         response = await sync_to_async(browser.post)("/logout/")
         assert response.status_code == 302
-        closed = await here.receive_output(timeout=2)
+        closed = await here.receive_json_from(timeout=2), await here.receive_output(timeout=2)
         await sync_to_async(run.record)(
             counters(rx_total_packets=5, rx_total_bytes=500), timezone.now(), 1.0
         )
@@ -280,6 +282,6 @@ def test_logging_out_closes_that_sessions_connections_with_4401_and_no_other() -
 
     totals, closed, again = scenario()
     assert totals == [2, 2, 5]
-    assert closed == {"type": "websocket.close", "code": 4401, "reason": "logged out"}
+    assert closed == refused(4401, "logged out")
     assert again == LOG_IN_FIRST
     assert relay.subscribers == 0
