@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import decimal
+import email.message
 import http.cookiejar
 import ipaddress
 import json
@@ -291,7 +293,7 @@ def live_socket(
     port: int, query: str = "", *, cookie: str = "", origin: str = "http://127.0.0.1"
 ) -> ClientConnection:
     """A WebSocket connection to ws/metrics/ on 127.0.0.1:port (a context manager), from a page
-    of `origin`, with a Cookie header if given (LoggedIn.cookie_header)."""
+    of `origin`, with a Cookie header if given (HttpSession.cookie_header)."""
     from websockets.sync.client import connect
     from websockets.typing import Origin
 
@@ -353,21 +355,39 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None  # the 3xx itself is the answer: urlopen raises it as an HTTPError
 
 
-class LoggedIn:
-    """An HTTP client of the server at url, logged in through its login form as a browser
-    is: it keeps the cookies, and sends the CSRF cookie's token back with each POST. It follows
-    no redirect: each answer is the server's own."""
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: email.message.Message
+    body: bytes
 
-    def __init__(self, url: str, username: str, password: str) -> None:
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+class HttpSession:
+    """An HTTP client of the server at url as a browser is: it keeps the cookies, and sends the
+    CSRF cookie's token back with each POST. It follows no redirect: each answer is the
+    server's own."""
+
+    def __init__(self, url: str) -> None:
         self.url = url
         self.cookies = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(
             urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirects
         )
+
+    def login(self, username: str, password: str) -> HttpSession:
+        """Log in through the login form; ProcessFailed if that fails."""
         self.request("/login/")  # sets the CSRF cookie
-        status, location = self.request("/login/", {"username": username, "password": password})
-        if status != 302 or self.cookie("sessionid") is None:
-            raise ProcessFailed(f"logging in as {username} answered {status} ({location})")
+        answer = self.request("/login/", {"username": username, "password": password})
+        if answer.status != 302 or self.cookie("sessionid") is None:
+            raise ProcessFailed(f"logging in as {username} answered {answer.status}")
+        return self
+
+    def logout(self) -> int:
+        """POST /logout/ (as the header's button does): the status."""
+        return self.request("/logout/", {}).status
 
     def cookie(self, name: str) -> str | None:
         return next((c.value for c in self.cookies if c.name == name), None)
@@ -377,18 +397,14 @@ class LoggedIn:
         """The Cookie header a browser would send (for a WebSocket)."""
         return "; ".join(f"{c.name}={c.value}" for c in self.cookies)
 
-    def request(self, path: str, form: dict[str, str] | None = None) -> tuple[int, str]:
-        """GET path, or POST the form if given: the status and the Location header."""
+    def request(self, path: str, form: dict[str, str] | None = None) -> Answer:
+        """GET path, or POST the form if given."""
         data = None
         if form is not None:
             token = self.cookie("csrftoken") or ""
             data = urlencode({"csrfmiddlewaretoken": token, **form}).encode()
         try:
             with self.opener.open(self.url + path, data, timeout=10) as answer:
-                return answer.status, answer.headers.get("Location", "")
+                return Answer(answer.status, answer.headers, answer.read())
         except urllib.error.HTTPError as answer:
-            return answer.code, answer.headers.get("Location", "")
-
-    def logout(self) -> int:
-        """POST /logout/ (as the header's button does): the status."""
-        return self.request("/logout/", {})[0]
+            return Answer(answer.code, answer.headers, answer.read())

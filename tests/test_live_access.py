@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
-from tests.processes import LoggedIn, WebServer, create_user, live_socket, migrated_env
+from tests.processes import HttpSession, WebServer, create_user, live_socket, migrated_env
 from tests.writer import Writer
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def packets(ws: ClientConnection) -> int:
 
 def test_a_page_of_another_origin_is_refused_at_the_handshake(world) -> None:
     server = world["servers"][0]
-    cookie = LoggedIn(server.url, "viewer", PASSWORD).cookie_header  # even a viewer's
+    cookie = HttpSession(server.url).login("viewer", PASSWORD).cookie_header  # even a viewer's
     with pytest.raises(InvalidStatus) as refused:
         live_socket(server.port, cookie=cookie, origin="http://evil.example")
     assert refused.value.response.status_code == 403
@@ -82,7 +82,7 @@ def test_without_a_login_the_feed_closes_with_4401(world, cookie: str) -> None:
 
 def test_a_user_who_is_not_a_viewer_gets_4403(world) -> None:
     server = world["servers"][0]
-    guest = LoggedIn(server.url, "guest", PASSWORD)
+    guest = HttpSession(server.url).login("guest", PASSWORD)
     with live_socket(server.port, cookie=guest.cookie_header) as ws:
         assert refused(ws) == (
             4403,
@@ -92,7 +92,7 @@ def test_a_user_who_is_not_a_viewer_gets_4403(world) -> None:
 
 def test_logging_out_closes_that_sessions_websockets_with_4401(world) -> None:
     first, last = world["servers"][0], world["servers"][-1]
-    laptop, phone = (LoggedIn(first.url, "viewer", PASSWORD) for _ in range(2))
+    laptop, phone = (HttpSession(first.url).login("viewer", PASSWORD) for _ in range(2))
     with (
         live_socket(first.port, cookie=laptop.cookie_header) as on_laptop,
         live_socket(first.port, cookie=phone.cookie_header) as on_phone,
