@@ -3,7 +3,7 @@
 
 schemathesis sends every operation of the OpenAPI schema its generated requests (valid and
 invalid parameters, and session cookies that are not one), and each must be refused with a 401
-in JSON, never answered with data: the database holds a sample, so a hole would show. The
+(see refusal()), never answered with data: the database holds a sample, so a hole would show. The
 schema is generated in-process, since /api/schema/ itself needs a login. The routes the schema
 does not list are checked one by one: the pages redirect to the login page, and only /health, the
 login pages and static files answer. (tests/test_live_access.py: the WebSocket closes with 4401.)
