@@ -6,3 +6,10 @@ class AccessConfig(AppConfig):
 
     name = "access"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_out
+
+        from access.live import close_live_connections
+
+        user_logged_out.connect(close_live_connections, dispatch_uid="access.live")

@@ -10,6 +10,7 @@ from uuid import UUID
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from access.live import NOT_LOGGED_IN, admission
 from metrics.api.serializers import InterfaceQuerySerializer
 from metrics.relay import GROUP, latest_message, relay
 
@@ -32,22 +33,34 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
     after). It does not follow whichever interface was sampled last: with several interfaces
     sampled every second that would change with every message, and a live view would flap
     between them. A client that wants another interface reconnects with ?iface=.
+
+    Only for viewers and clients that need no login (access/live.py): anyone else gets an error
+    message and close code 4401 (no login) or 4403 (logged in, not a viewer), and no sample; a
+    connection admitted by its login is closed so, with 4401, when that session logs out. A foreign
+    Origin is refused at the handshake (HTTP 403, netmetrics/asgi.py).
     """
 
     host: str | None = None
     iface: str | None = None
     last_timestamp: datetime | None = None
     subscribed = False
+    session_group: str | None = None
 
     async def connect(self) -> None:
+        admitted = await database_sync_to_async(admission)(self.scope)
         await self.accept()
+        if admitted.code is not None:
+            await self.refuse(admitted.code, admitted.detail)
+            return
+        if admitted.group is not None:
+            self.session_group = admitted.group
+            await self.channel_layer.group_add(admitted.group, self.channel_name)
         query = {
             k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode("latin-1")).items()
         }
         self.host, self.iface, errors = await database_sync_to_async(_validate)(query)
         if errors:
-            await self.send_json({"type": "error", "detail": errors})
-            await self.close(code=4400)
+            await self.refuse(4400, errors)
             return
         # Subscribe before reading the latest sample: a sample written in between then arrives
         # twice rather than never, and the timestamp check below drops the repeat.
@@ -60,9 +73,26 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
             await self.deliver(latest)
 
     async def disconnect(self, code: int) -> None:
+        await self.leave_groups()
+
+    async def leave_groups(self) -> None:
+        if self.session_group is not None:
+            await self.channel_layer.group_discard(self.session_group, self.channel_name)
+            self.session_group = None
         if self.subscribed:
+            self.subscribed = False
             relay.unsubscribe()
             await self.channel_layer.group_discard(GROUP, self.channel_name)
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """Its session logged out (access/live.py): no sample may follow, so leave first."""
+        await self.leave_groups()
+        await self.refuse(NOT_LOGGED_IN, "logged out")
+
+    async def refuse(self, code: int, detail: Any) -> None:
+        """An error message saying why, then the close code."""
+        await self.send_json({"type": "error", "detail": detail})
+        await self.close(code=code)
 
     async def sample_message(self, event: dict[str, Any]) -> None:
         message = event["message"]

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.shortcuts import resolve_url
 from django.views.generic import TemplateView
 
 from access.views import ViewerRequiredMixin
@@ -53,6 +54,7 @@ def dashboard_rules() -> dict[str, Any]:
         "app_ports": ports,
         "live_intervals": SamplerRun.LIVE_INTERVALS,
         "host_total": HOST_TOTAL,
+        "login_url": resolve_url(settings.LOGIN_URL),  # where a WebSocket's 4401 sends the page
     }
 
 

@@ -1,12 +1,15 @@
 """manage.py subprocesses against a scratch database: what the end-to-end tests and the benches
-share (the sampler and the web server must run as the separate processes they are in use), and
-a WebSocket client of the live feed."""
+share (the sampler and the web server must run as the separate processes they are in use), a
+WebSocket client of the live feed, and users who log in over HTTP."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import decimal
+import email.message
+import http.cookiejar
 import ipaddress
 import json
 import os
@@ -18,11 +21,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -282,6 +289,19 @@ class WebServer(Managed):
             raise TimeoutError(f"{exc}: {self.output()[-800:]}") from None
 
 
+def live_socket(
+    port: int, query: str = "", *, cookie: str = "", origin: str = "http://127.0.0.1"
+) -> ClientConnection:
+    """A WebSocket connection to ws/metrics/ on 127.0.0.1:port (a context manager), from a page
+    of `origin`, with a Cookie header if given (HttpSession.cookie_header)."""
+    from websockets.sync.client import connect
+    from websockets.typing import Origin
+
+    headers = {"Cookie": cookie} if cookie else None
+    url = f"ws://127.0.0.1:{port}/ws/metrics/{query}"
+    return connect(url, origin=Origin(origin), additional_headers=headers, open_timeout=10)
+
+
 @contextlib.contextmanager
 def live_messages(
     port: int, iface: str, arrivals: list[float] | None = None
@@ -290,8 +310,6 @@ def live_messages(
     list fills until the block ends, and `arrivals` with each message's time.time() on
     arrival."""
     from websockets.exceptions import ConnectionClosed
-    from websockets.sync.client import ClientConnection, connect
-    from websockets.typing import Origin
 
     messages: list[dict] = []
 
@@ -305,9 +323,88 @@ def live_messages(
         except ConnectionClosed:
             return
 
-    url = f"ws://127.0.0.1:{port}/ws/metrics/?iface={iface}"
-    with connect(url, origin=Origin("http://127.0.0.1"), open_timeout=10) as ws:
+    with live_socket(port, f"?iface={iface}") as ws:
         reader = threading.Thread(target=read, args=(ws,), daemon=True)
         reader.start()
         yield messages
     reader.join(5)
+
+
+def create_user(env: dict[str, str], username: str, password: str, *, viewer: bool) -> None:
+    """A user in the child processes' database, in the viewer group (access/rules.py) or not."""
+    code = (
+        "from django.contrib.auth.models import Group, User\n"
+        "from access.rules import VIEWER_GROUP\n"
+        f"user = User.objects.create_user({username!r}, password={password!r})\n"
+        + ("user.groups.add(Group.objects.get(name=VIEWER_GROUP))\n" if viewer else "")
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise ProcessFailed(f"creating user {username} failed: {result.stderr.strip()[-500:]}")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # the 3xx itself is the answer: urlopen raises it as an HTTPError
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: email.message.Message
+    body: bytes
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+class HttpSession:
+    """An HTTP client of the server at url as a browser is: it keeps the cookies, and sends the
+    CSRF cookie's token back with each POST. It follows no redirect: each answer is the
+    server's own."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirects
+        )
+
+    def login(self, username: str, password: str) -> HttpSession:
+        """Log in through the login form; ProcessFailed if that fails."""
+        self.request("/login/")  # sets the CSRF cookie
+        answer = self.request("/login/", {"username": username, "password": password})
+        if answer.status != 302 or self.cookie("sessionid") is None:
+            raise ProcessFailed(f"logging in as {username} answered {answer.status}")
+        return self
+
+    def logout(self) -> int:
+        """POST /logout/ (as the header's button does): the status."""
+        return self.request("/logout/", {}).status
+
+    def cookie(self, name: str) -> str | None:
+        return next((c.value for c in self.cookies if c.name == name), None)
+
+    @property
+    def cookie_header(self) -> str:
+        """The Cookie header a browser would send (for a WebSocket)."""
+        return "; ".join(f"{c.name}={c.value}" for c in self.cookies)
+
+    def request(self, path: str, form: dict[str, str] | None = None) -> Answer:
+        """GET path, or POST the form if given."""
+        data = None
+        if form is not None:
+            token = self.cookie("csrftoken") or ""
+            data = urlencode({"csrfmiddlewaretoken": token, **form}).encode()
+        try:
+            with self.opener.open(self.url + path, data, timeout=10) as answer:
+                return Answer(answer.status, answer.headers, answer.read())
+        except urllib.error.HTTPError as answer:
+            return Answer(answer.code, answer.headers, answer.read())

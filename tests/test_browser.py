@@ -20,7 +20,7 @@ import pytest
 
 from bpf.classes import CLASS_LABELS, CLASSES
 from metrics.hostnames import known_name
-from tests.processes import ROOT, WebServer, free_port, migrated_env
+from tests.processes import ROOT, WebServer, create_user, free_port, migrated_env
 from tests.writer import Writer
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -155,9 +155,10 @@ def expected_cards(delta: dict[str, int]) -> dict[str, str]:
 
 
 @contextmanager
-def served(tmp: Path, seed: Callable[[Writer], None]) -> Iterator[dict[str, Any]]:
-    """A scratch database seeded by `seed` through a writer, then the web server on it."""
-    env = migrated_env(tmp / "db.sqlite3")
+def served(tmp: Path, seed: Callable[[Writer], None], **settings: str) -> Iterator[dict[str, Any]]:
+    """A scratch database seeded by `seed` through a writer, then the web server on it, with
+    these settings in its environment."""
+    env = {**migrated_env(tmp / "db.sqlite3"), **settings}
     writer = Writer(env, tmp / "writer.log")
     site = Site(env, tmp)
     try:
@@ -1056,3 +1057,81 @@ def test_an_idle_host_is_listed_last_and_shows_that_it_has_no_samples(
     page.select_option("#host-select", WEB_ID)
     wait_for_cards(page, WEB_ALL)
     assert page.is_visible("#cards")
+
+
+# ---------------------------------------------------------------- a server that requires a login
+PASSWORD = "correct horse battery staple"
+
+
+def seed_one_interface(writer: Writer) -> None:
+    writer("start", key="eth0", iface="eth0", ago=10)
+    writer("add", key="eth0", delta=ETH0_DELTA, ago=1)
+
+
+@pytest.fixture(scope="module")
+def login_world(requires_browser, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """A server of its own that requires a login (NETMETRICS_AUTH=required), and a viewer."""
+    tmp = tmp_path_factory.mktemp("browser-login")
+    with served(tmp, seed_one_interface, NETMETRICS_AUTH="required") as world:
+        create_user(world["site"].env, "viewer", PASSWORD, viewer=True)
+        yield world
+
+
+# Every WebSocket of the page reports its close code to the test (window.wsClosed) as it closes:
+# the page may navigate away at once.
+RECORD_CLOSES = """(() => {
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native {
+        constructor(...args) {
+            super(...args);
+            this.addEventListener('close', (ev) => window.wsClosed(ev.code));
+        }
+    };
+})();"""
+
+# The header's "Log out" button's request, sent from the page without leaving it (the page
+# leaves by itself before the answer arrives): a POST with the CSRF token, which the login
+# rotated into the cookie.
+LOG_OUT = """() => {
+    const token = document.cookie.split('; ').find((c) => c.startsWith('csrftoken=')).slice(10);
+    fetch('/logout/', {method: 'POST', headers: {'X-CSRFToken': token}});
+}"""
+
+
+def test_a_viewer_logs_in_gets_live_samples_and_logging_out_closes_the_websocket(
+    login_world, browser
+) -> None:
+    site, writer = login_world["site"], login_world["writer"]
+    view = Page(browser, "about:blank")
+    try:
+        closes: list[int] = []
+        view.context.expose_function("wsClosed", lambda code: closes.append(code))
+        view.context.add_init_script(RECORD_CLOSES)
+        page = view.page
+        page.goto(site.url + "/")
+        assert page.url == site.url + "/login/?next=/"
+        page.fill('input[name="username"]', "viewer")
+        page.fill('input[name="password"]', PASSWORD)
+        page.click('button[type="submit"]')
+        page.wait_for_url(site.url + "/")
+        live(page)
+        delta = {**ETH0_DELTA, "rx_total_bytes": 375_000, "rx_total_packets": 300}
+        writer("add", key="eth0", delta=delta)
+        page.wait_for_function(
+            """(want) => Object.entries(want).every(([c, v]) =>
+                document.querySelector('#card-' + c + ' .value').dataset.value === v)""",
+            arg=expected_cards(delta),
+            timeout=2_000,
+        )
+        assert closes == []
+
+        # The server closes the socket (4401), and the dashboard goes to the login page for it:
+        # the logout itself, a fetch, leaves the page where it is.
+        page.evaluate(LOG_OUT)
+        page.wait_for_url(site.url + "/login/?next=%2F", timeout=2_000)
+        assert closes == [4401]
+        page.goto(site.url + "/")
+        assert page.url == site.url + "/login/?next=/"
+        assert view.errors == []
+    finally:
+        view.close()

@@ -1,10 +1,14 @@
-"""The live WebSocket: latest sample on connect, then samples as another writer adds them."""
+"""The live WebSocket: latest sample on connect, then samples as another writer adds them; who
+may connect (access/live.py)."""
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Group, Permission, User
+from django.test import Client, override_settings
 from django.utils import timezone
 
+from access.rules import VIEWER_GROUP
 from metrics.models import LiveFlows
 from metrics.relay import relay
 from netmetrics.asgi import application
@@ -13,10 +17,19 @@ from tests.samples import counters, start_run
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HEADERS = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+# The client address daphne puts in the scope (the communicator gives none): this host's
+# loopback, which needs no login by default (access/rules.py).
+LOOPBACK = ("127.0.0.1", 40000)
 
 
-def connect(path: str) -> WebsocketCommunicator:
-    return WebsocketCommunicator(application, path, headers=HEADERS)
+def connect(
+    path: str,
+    headers: list[tuple[bytes, bytes]] = HEADERS,
+    client: tuple[str, int] | None = LOOPBACK,
+) -> WebsocketCommunicator:
+    ws = WebsocketCommunicator(application, path, headers=headers)
+    ws.scope["client"] = client  # read when the communicator first runs the application
+    return ws
 
 
 def test_latest_on_connect_then_each_new_sample_with_its_totals() -> None:
@@ -182,3 +195,93 @@ def test_messages_carry_the_runs_live_flows() -> None:
         [flow] = message["flows"]["flows"]
         assert (flow["protocol"], flow["protocol_number"], flow["local_port"]) == ("tcp", 6, 443)
         assert flow["rx_bps"] == [1.0, 2.0, 3.0] and flow["remote_name"] is None
+
+
+def logged_in(username: str, *, viewer: bool) -> Client:
+    """A test client logged in as a new user, in the viewer group or not."""
+    user = User.objects.create_user(username, password="not-used")
+    if viewer:
+        # The group as migration access/0002 makes it (a transactional test's flush removed it).
+        group, _ = Group.objects.get_or_create(name=VIEWER_GROUP)
+        group.permissions.add(Permission.objects.get(codename="view_traffic"))
+        user.groups.add(group)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def with_session(client: Client) -> list[tuple[bytes, bytes]]:
+    return [*HEADERS, (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+
+
+async def refusal(ws: WebsocketCommunicator) -> tuple[dict, dict]:
+    """What follows the accept: the error message and the close, nothing else."""
+    assert (await ws.connect())[0]
+    return await ws.receive_json_from(timeout=2), await ws.receive_output(timeout=2)
+
+
+def refused(code: int, detail: str) -> tuple[dict, dict]:
+    return {"type": "error", "detail": detail}, {"type": "websocket.close", "code": code}
+
+
+LOG_IN_FIRST = refused(4401, "log in first")
+
+
+@pytest.mark.parametrize(
+    ("mode", "client", "headers"),
+    [
+        ("required", LOOPBACK, HEADERS),
+        ("loopback-open", ("192.0.2.7", 40000), HEADERS),
+        ("loopback-open", None, HEADERS),
+        # A proxy on this host forwarding someone else's request (no trusted proxy configured).
+        ("loopback-open", LOOPBACK, [*HEADERS, (b"x-forwarded-for", b"192.0.2.7")]),
+    ],
+)
+def test_a_client_that_must_log_in_and_has_not_is_closed_with_4401(
+    mode: str, client: tuple[str, int] | None, headers: list[tuple[bytes, bytes]]
+) -> None:
+    with override_settings(NETMETRICS_AUTH=mode):
+        answer = async_to_sync(refusal)(connect("/ws/metrics/", headers, client))
+    assert answer == LOG_IN_FIRST
+
+
+@override_settings(NETMETRICS_AUTH="required")
+def test_a_user_without_the_viewer_permission_is_closed_with_4403() -> None:
+    headers = with_session(logged_in("guest", viewer=False))
+    answer = async_to_sync(refusal)(connect("/ws/metrics/", headers))
+    assert answer == refused(
+        4403, "not allowed to see traffic: ask an administrator for the viewer group"
+    )
+
+
+@override_settings(NETMETRICS_AUTH="required")
+def test_logging_out_closes_that_sessions_connections_with_4401_and_no_other() -> None:
+    now = timezone.now()
+    run = start_run(started_at=now)
+    run.record(counters(rx_total_packets=2, rx_total_bytes=200), now, 1.0)
+    browser, phone = logged_in("alice", viewer=True), Client()
+    phone.force_login(User.objects.get(username="alice"))  # a second session of the same user
+
+    @async_to_sync
+    async def scenario() -> tuple[list[int], tuple[dict, dict], tuple[dict, dict]]:
+        cookie = with_session(browser)
+        here, there = connect("/ws/metrics/", cookie), connect("/ws/metrics/", with_session(phone))
+        assert (await here.connect())[0] and (await there.connect())[0]
+        first = [(await ws.receive_json_from(timeout=2))["total_packets"] for ws in (here, there)]
+        response = await sync_to_async(browser.post)("/logout/")
+        assert response.status_code == 302
+        closed = await here.receive_json_from(timeout=2), await here.receive_output(timeout=2)
+        await sync_to_async(run.record)(
+            counters(rx_total_packets=5, rx_total_bytes=500), timezone.now(), 1.0
+        )
+        still = await there.receive_json_from(timeout=2)
+        await there.disconnect()
+        # And the ended session's cookie no longer connects.
+        again = await refusal(connect("/ws/metrics/", cookie))
+        return [*first, still["total_packets"]], closed, again
+
+    totals, closed, again = scenario()
+    assert totals == [2, 2, 5]
+    assert closed == refused(4401, "logged out")
+    assert again == LOG_IN_FIRST
+    assert relay.subscribers == 0

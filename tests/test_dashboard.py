@@ -124,6 +124,7 @@ def test_the_page_carries_the_servers_classes_ports_and_stale_factor(client: Cli
         "app_ports": {"http": [80], "https": [443], "dns": [53]},
         "live_intervals": 3,
         "host_total": "all",
+        "login_url": "/login/",
     }  # fmt: skip
     # ... which are bpf.classes' and the model's, not a copy of them.
     got = rules(page)

@@ -19,6 +19,10 @@
   const BACKOFF_MIN_MS = 1000;
   const BACKOFF_MAX_MS = 30000;
   const STABLE_MS = 5000; // a connection that lived this long without an error counts as a success
+  // The WebSocket's refusals (access/live.py), each after an error message saying why: no login
+  // (or logged out, in any tab): to the login page, then back; not a viewer: retrying cannot help.
+  const NOT_LOGGED_IN = 4401;
+  const NOT_ALLOWED = 4403;
 
   const $ = (id) => document.getElementById(id);
   const body = document.body;
@@ -310,9 +314,15 @@
         showError('Server: ' + (typeof msg.detail === 'string' ? msg.detail : describeError(msg.detail, 400, 'live data')));
       }
     };
-    sock.onclose = () => {
+    sock.onclose = (ev) => {
       if (ws !== sock) return;
       ws = null;
+      if (ev.code === NOT_LOGGED_IN) {
+        setWsState('offline', 'logged out');
+        location.assign(rules.login_url + '?' + new URLSearchParams({next: location.pathname + location.search}));
+        return;
+      }
+      if (ev.code === NOT_ALLOWED) { setWsState('offline', 'not allowed'); return; }
       if (openedAt && !gotError && Date.now() - openedAt >= STABLE_MS) backoff = BACKOFF_MIN_MS;
       scheduleReconnect();
     };
