@@ -16,6 +16,7 @@ from django.db import OperationalError
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.utils import timezone
+from drf_spectacular.generators import SchemaGenerator
 
 from access.models import ApiToken
 from access.rules import LOOPBACK_OPEN, REQUIRED, VIEWER_GROUP, default_mode
@@ -248,3 +249,10 @@ def test_a_locked_database_does_not_refuse_a_token_its_read(viewer, recorded, mo
     monkeypatch.setattr("django.db.models.QuerySet.update", locked)
     assert Client().get("/api/interfaces", headers=bearer(token)).status_code == 200
     assert "its last use not noted: database is locked" in caplog.text
+
+
+def test_the_schema_describes_each_way_in() -> None:
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    assert set(schema["components"]["securitySchemes"]) == {"bearerAuth", "basicAuth", "cookieAuth"}
+    realtime = schema["paths"]["/api/metrics/realtime/"]["get"]["security"]
+    assert realtime == [{"bearerAuth": []}, {"basicAuth": []}, {"cookieAuth": []}]
