@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -9,10 +10,15 @@ from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import DatabaseError
 
 from access.live import NOT_LOGGED_IN, admission
 from metrics.api.serializers import InterfaceQuerySerializer
 from metrics.relay import GROUP, latest_message, relay
+
+log = logging.getLogger("netmetrics.live")
+
+DATABASE_UNAVAILABLE = 4503  # as HTTP's 503: the client may try again
 
 
 def _validate(query: dict[str, str]) -> tuple[str | None, str | None, Any]:
@@ -37,7 +43,8 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
     Only for viewers and clients that need no login (access/live.py): anyone else gets an error
     message and close code 4401 (no login) or 4403 (logged in, not a viewer), and no sample; a
     connection admitted by its login is closed so, with 4401, when that session logs out. A foreign
-    Origin is refused at the handshake (HTTP 403, netmetrics/asgi.py).
+    Origin is refused at the handshake (HTTP 403, netmetrics/asgi.py). A database that cannot
+    answer gets an error message and 4503.
     """
 
     host: str | None = None
@@ -47,8 +54,21 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
     session_group: str | None = None
 
     async def connect(self) -> None:
-        admitted = await database_sync_to_async(admission)(self.scope)
         await self.accept()
+        try:
+            await self.admit()
+        except DatabaseError as exc:
+            # Locked, gone, unreadable: say so and close; the dashboard retries with back-off.
+            log.warning("live feed: the database cannot answer: %s", exc)
+            await self.leave_groups()
+            await self.refuse(
+                DATABASE_UNAVAILABLE,
+                f"the database cannot answer right now ({exc}); try again shortly",
+            )
+
+    async def admit(self) -> None:
+        """Check who it is and what it asks for, subscribe, and send the latest sample."""
+        admitted = await database_sync_to_async(admission)(self.scope)
         if admitted.code is not None:
             await self.refuse(admitted.code, admitted.detail)
             return

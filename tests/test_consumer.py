@@ -5,6 +5,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group, Permission, User
+from django.db import OperationalError
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -284,4 +285,18 @@ def test_logging_out_closes_that_sessions_connections_with_4401_and_no_other() -
     assert totals == [2, 2, 5]
     assert closed == refused(4401, "logged out")
     assert again == LOG_IN_FIRST
+    assert relay.subscribers == 0
+
+
+def test_a_database_that_cannot_answer_is_an_error_and_4503(monkeypatch) -> None:
+    def locked(*args: object) -> None:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr("metrics.consumers.latest_message", locked)
+    error, closed = async_to_sync(refusal)(connect("/ws/metrics/"))
+    assert error == {
+        "type": "error",
+        "detail": "the database cannot answer right now (database is locked); try again shortly",
+    }
+    assert closed == {"type": "websocket.close", "code": 4503}
     assert relay.subscribers == 0
