@@ -29,6 +29,9 @@ NETMETRICS_AUTH           required (a login or a token for everything but /healt
                           when NETMETRICS_BIND is a loopback address, else required
 NETMETRICS_TRUSTED_PROXY  1 behind a reverse proxy: its X-Forwarded-Proto says HTTPS, and its
                           X-Forwarded-For the client (the web server runs with --proxy-headers)
+NETMETRICS_LOGIN_FAILURES, NETMETRICS_LOGIN_COOLOFF
+                          failed logins from one address, or for one username, before it is
+                          locked out (5), and for how long after its last failure (15m)
 """
 
 import os
@@ -69,6 +72,19 @@ NETMETRICS_TRUSTED_PROXY = env_bool("NETMETRICS_TRUSTED_PROXY", default=False)
 if NETMETRICS_TRUSTED_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 LOGIN_URL = "login"
+# Failed logins, per client address and per username each on its own (access/lockout.py): the
+# login pages and basic auth on the API all go through authenticate(), which axes' backend
+# guards. A success clears that address's and that username's failures.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("NETMETRICS_LOGIN_FAILURES", default=5, low=1, high=1000)
+AXES_COOLOFF_TIME = env_duration("NETMETRICS_LOGIN_COOLOFF", default="15m")
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "access.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "access.lockout.locked_out"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -106,6 +122,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served locally
     "channels",
+    "axes",
     "access",
     "metrics",
 ]
@@ -121,6 +138,7 @@ MIDDLEWARE = [
     "access.middleware.LoginRequired",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a locked-out login into its page
 ]
 
 ROOT_URLCONF = "netmetrics.urls"
