@@ -132,6 +132,21 @@ def test_basic_auth_counts_and_a_locked_client_gets_json(
     assert_locked(log_in(client, "alice", PASSWORD, "10.0.4.1"))
 
 
+def test_the_dashboard_header_shows_the_user_and_logs_out(client: Client, alice) -> None:
+    assert 'id="logout-form"' not in client.get("/").content.decode()  # loopback, no login
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    form = re.search(r'<form id="logout-form".*?</form>', page, re.S)
+    assert form is not None
+    assert '<form id="logout-form" class="logout" method="post" action="/logout/">' in form[0]
+    assert 'name="csrfmiddlewaretoken"' in form[0]
+    assert re.search(r'<span id="user-name"[^>]*>alice</span>', form[0])
+    assert '<button type="submit">Log out</button>' in form[0]
+    response = client.post("/logout/")
+    assert (response.status_code, response["Location"]) == (302, "/login/")
+    assert "_auth_user_id" not in client.session
+
+
 @pytest.mark.parametrize("secure", [False, True])
 def test_login_cookies_are_secure_over_https_only(alice, secure: bool) -> None:
     client = Client(enforce_csrf_checks=True)
