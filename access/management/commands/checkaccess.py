@@ -1,0 +1,42 @@
+"""manage.py checkaccess: refuse, in one line and exit status 1, a web server that demands a
+login (NETMETRICS_AUTH=required, the default off loopback) while nobody could log in. `make run`
+runs it before it starts anything, and `manage.py serve` before it listens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import DatabaseError
+
+from access.rules import REQUIRED, anyone_may_view, is_loopback
+
+CREATE = "create a login first: .venv/bin/python manage.py createsuperuser"
+
+
+def viewers_exist() -> bool:
+    try:
+        return anyone_may_view()
+    except DatabaseError as exc:  # PostgreSQL's message goes on over more lines: the first
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        name = settings.DATABASES["default"]["NAME"]
+        raise SystemExit(
+            f"netmetrics: cannot read the users from the database {name}: {cause} "
+            "(run 'make setup' for migrations)"
+        ) from None
+
+
+class Command(BaseCommand):
+    help = "Exit 1 if the web server would demand a login and no user may see traffic."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.NETMETRICS_AUTH != REQUIRED or viewers_exist():
+            return
+        bind = settings.NETMETRICS_BIND
+        why = (
+            f"NETMETRICS_AUTH={REQUIRED}"
+            if is_loopback(bind)
+            else f"listening on {bind} opens the dashboard to the network"
+        )
+        raise SystemExit(f"netmetrics: {why}, and nobody can log in yet: {CREATE}")
