@@ -13,14 +13,14 @@ import subprocess
 import sys
 from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.core.management import CommandError, call_command
 
 from access.rules import VIEWER_GROUP
-from tests.processes import ROOT, WebServer, db_rows, migrated_env
+from tests.processes import ROOT, WebServer, db_rows, migrated_env, unmigrated_env
 
 PASSWORD = "correct horse battery"
 CREATE = "create a login first: .venv/bin/python manage.py createsuperuser"
@@ -85,11 +85,17 @@ def test_checkaccess_and_serve_refuse_in_one_line(open_env: dict[str, str], tmp_
     for command in (["checkaccess"], ["serve", "--port", "1"]):
         result = manage(open_env, *command)
         assert (result.returncode, result.stdout, result.stderr) == (1, "", OPEN + "\n")
-    result = manage({**open_env, "NETMETRICS_DB": str(tmp_path / "empty.sqlite3")}, "checkaccess")
+    empty = {**unmigrated_env(tmp_path / "empty.sqlite3"), "NETMETRICS_AUTH": "required"}
+    if "DATABASE_URL" in empty:
+        name = urlsplit(empty["DATABASE_URL"]).path[1:]
+        cause = 'relation "auth_user" does not exist'
+    else:
+        name, cause = empty["NETMETRICS_DB"], "no such table: auth_user"
+    result = manage(empty, "checkaccess")
     assert (result.returncode, result.stderr) == (
         1,
-        f"netmetrics: cannot read the users from the database {tmp_path / 'empty.sqlite3'}: "
-        "no such table: auth_user (run 'make setup' for migrations)\n",
+        f"netmetrics: cannot read the users from the database {name}: {cause} "
+        "(run 'make setup' for migrations)\n",
     )
 
 
