@@ -60,6 +60,17 @@ def test_checkaccess_wants_someone_who_may_view_when_a_login_is_required(setting
     assert refusal() == OPEN
     User.objects.create_superuser("alice", password=PASSWORD)
     assert refusal() is None
+    # Behind a trusted proxy, off loopback, loopback-open would open to any forged address.
+    settings.NETMETRICS_TRUSTED_PROXY = True
+    assert refusal() is None
+    settings.NETMETRICS_AUTH = "loopback-open"
+    assert refusal() == (
+        "netmetrics: NETMETRICS_TRUSTED_PROXY=1 and NETMETRICS_AUTH=loopback-open while "
+        "listening on 0.0.0.0 let in anyone who sends X-Forwarded-For: 127.0.0.1: listen on "
+        "127.0.0.1 behind the proxy, or set NETMETRICS_AUTH=required"
+    )
+    settings.NETMETRICS_BIND = "127.0.0.1"
+    assert refusal() is None
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
