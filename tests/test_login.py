@@ -4,11 +4,18 @@ per username, on the login pages and on HTTP basic auth), and Secure cookies ove
 from __future__ import annotations
 
 import base64
+import os
 import re
+import subprocess
+import sys
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+
+from access import lockout
+from tests.processes import ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -165,3 +172,45 @@ def test_login_cookies_are_secure_over_https_only(alice, secure: bool) -> None:
         "csrftoken": secure or "",
         "sessionid": secure or "",
     }
+
+
+@pytest.mark.parametrize(
+    ("span", "text"),
+    [
+        (timedelta(minutes=15), "15 minutes"),
+        (timedelta(hours=1), "1 hour"),
+        (timedelta(seconds=90), "90 seconds"),
+        (timedelta(days=2), "2 days"),
+        (timedelta(seconds=1), "1 second"),
+    ],
+)
+def test_the_cooloff_reads_in_its_largest_whole_unit(span: timedelta, text: str) -> None:
+    assert lockout.cooloff_text(span) == text
+
+
+def test_the_limit_comes_from_the_environment(tmp_path) -> None:
+    def manage(**variables: str) -> subprocess.CompletedProcess[str]:
+        code = (
+            "from django.conf import settings as s; from access import lockout; "
+            "print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.total_seconds(), lockout.message())"
+        )
+        return subprocess.run(
+            [sys.executable, "manage.py", "shell", "-v", "0", "-c", code],
+            cwd=ROOT,
+            env={**os.environ, "NETMETRICS_DB": str(tmp_path / "nm.sqlite3"), **variables},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    given = manage(NETMETRICS_LOGIN_FAILURES="3", NETMETRICS_LOGIN_COOLOFF="2h")
+    assert given.stdout == (
+        "3 7200.0 too many failed logins from this address or for this username: "
+        "try again in 2 hours\n"
+    )
+    bad = manage(NETMETRICS_LOGIN_COOLOFF="soon")
+    assert (bad.returncode, bad.stderr) == (
+        1,
+        "netmetrics: NETMETRICS_LOGIN_COOLOFF: 'soon' is not a duration: use a number and a unit "
+        "(s, m, h, d), e.g. 5m, 24h, 7d\n",
+    )
