@@ -72,9 +72,13 @@ NETMETRICS_TRUSTED_PROXY = env_bool("NETMETRICS_TRUSTED_PROXY", default=False)
 if NETMETRICS_TRUSTED_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
 # Failed logins, per client address and per username each on its own (access/lockout.py): the
 # login pages and basic auth on the API all go through authenticate(), which axes' backend
-# guards. A success clears that address's and that username's failures.
+# guards. A login clears that address's and that username's failures. The address is
+# REMOTE_ADDR, never a header (daphne has put a trusted proxy's X-Forwarded-For there).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -85,8 +89,6 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "access.lockout.client_address"
 AXES_LOCKOUT_CALLABLE = "access.lockout.locked_out"
-LOGIN_REDIRECT_URL = "dashboard"
-LOGOUT_REDIRECT_URL = "login"
 
 # Ports that make a TCP/UDP packet count as http, https or dns (see bpf.classes.APP_PROTOCOLS).
 NETMETRICS_APP_PORTS = {
