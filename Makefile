@@ -1,6 +1,7 @@
 # netmetrics: see README.md. `sudo make run` to monitor, `make test` to test.
 IFACE ?=
 PORT ?= 8000
+BIND ?= 127.0.0.1
 PYTHON := .venv/bin/python
 
 .PHONY: setup run test lint lock install uninstall central
@@ -9,7 +10,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	@IFACE="$(IFACE)" PORT="$(PORT)" bash scripts/run.sh
+	@IFACE="$(IFACE)" PORT="$(PORT)" BIND="$(BIND)" bash scripts/run.sh
 
 test: setup
 	$(PYTHON) -m pytest

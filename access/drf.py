@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from access import lockout
 from access.models import ApiToken
 from access.rules import may_view, request_open_without_login
 
@@ -42,11 +43,35 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         return f"Bearer {REALM}"
 
 
+class LockedOut(exceptions.APIException):
+    """429 with Retry-After (DRF's handler sets it from `wait`), saying why and for how long."""
+
+    status_code = 429
+    default_code = "locked_out"
+
+    def __init__(self) -> None:
+        super().__init__(lockout.message())
+        self.wait = lockout.cooloff().total_seconds()
+
+
 class PasswordAuthentication(authentication.BasicAuthentication):
     """HTTP basic auth with a user's password (for a Prometheus that has no token), through
-    Django's authenticate(), so that failed attempts count against the login rate limit."""
+    Django's authenticate(), so that failed attempts count against the login limit
+    (access/lockout.py)."""
 
     www_authenticate_realm = "netmetrics"
+
+    def authenticate_credentials(
+        self, userid: str, password: str, request: Request | None = None
+    ) -> tuple[Any, None]:
+        try:
+            return super().authenticate_credentials(userid, password, request)
+        except exceptions.AuthenticationFailed:
+            # axes flags the request it was given, this DRF one, not the HttpRequest that its
+            # middleware would answer for: the 429 is given here, in the API's JSON.
+            if getattr(request, "axes_locked_out", False):
+                raise LockedOut() from None
+            raise
 
 
 class CanViewTraffic(permissions.BasePermission):

@@ -29,6 +29,9 @@ NETMETRICS_AUTH           required (a login or a token for everything but /healt
                           when NETMETRICS_BIND is a loopback address, else required
 NETMETRICS_TRUSTED_PROXY  1 behind a reverse proxy: its X-Forwarded-Proto says HTTPS, and its
                           X-Forwarded-For the client (the web server runs with --proxy-headers)
+NETMETRICS_LOGIN_FAILURES, NETMETRICS_LOGIN_COOLOFF
+                          failed logins from one address, or for one username, before it is
+                          locked out (5), and for how long after its last failure (15m)
 """
 
 import os
@@ -72,6 +75,21 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
+# Failed logins, per client address and per username each on its own (access/lockout.py): the
+# login pages and basic auth on the API all go through authenticate(), which axes' backend
+# guards. A login clears that address's and that username's failures. The address is
+# REMOTE_ADDR, never a header (daphne has put a trusted proxy's X-Forwarded-For there).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("NETMETRICS_LOGIN_FAILURES", default=5, low=1, high=1000)
+AXES_COOLOFF_TIME = env_duration("NETMETRICS_LOGIN_COOLOFF", default="15m")
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "access.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "access.lockout.locked_out"
+
 # Ports that make a TCP/UDP packet count as http, https or dns (see bpf.classes.APP_PROTOCOLS).
 NETMETRICS_APP_PORTS = {
     name: env_ports(f"NETMETRICS_{name.upper()}_PORTS", default=ports)
@@ -106,6 +124,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served locally
     "channels",
+    "axes",
     "access",
     "metrics",
 ]
@@ -121,6 +140,7 @@ MIDDLEWARE = [
     "access.middleware.LoginRequired",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a locked-out login into its page
 ]
 
 ROOT_URLCONF = "netmetrics.urls"

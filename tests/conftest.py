@@ -108,6 +108,20 @@ def requires_browser() -> None:
     _skip_unless_possible("browser", _browser_unavailable_reason())
 
 
+NGINX = "/usr/sbin/nginx"
+
+
+@pytest.fixture(scope="session")
+def requires_nginx() -> None:
+    """For the reverse-proxy test: nginx and openssl (for its certificate)."""
+    reason = None
+    if not os.access(NGINX, os.X_OK):
+        reason = f"no nginx at {NGINX} (apt-get install nginx)"
+    elif shutil.which("openssl") is None:
+        reason = "openssl is missing (apt-get install openssl)"
+    _skip_unless_possible("nginx", reason)
+
+
 @pytest.fixture
 def api(client):
     """GET a path of the API: its JSON, once the status is the one expected."""

@@ -261,12 +261,19 @@ def free_port() -> int:
 
 
 class WebServer(Managed):
-    """`manage.py runserver` (daphne) on 127.0.0.1:port, a free port unless given."""
+    """`manage.py runserver` (daphne) on 127.0.0.1:port, a free port unless given; with `serve`,
+    `manage.py serve` as make run and the web unit run it (on NETMETRICS_BIND, 127.0.0.1 by
+    default)."""
 
-    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, port: int | None = None, *, serve: bool = False
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(env, log, "runserver", "--noreload", f"127.0.0.1:{self.port}")
+        if serve:
+            super().__init__(env, log, "serve", "--port", str(self.port))
+        else:
+            super().__init__(env, log, "runserver", "--noreload", f"127.0.0.1:{self.port}")
 
     def get(self, path: str, timeout: float = 5) -> str:
         """The body of a GET, or "" when it cannot be had."""
