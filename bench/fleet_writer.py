@@ -20,15 +20,14 @@ after the other, on one connection: what a transaction-pooling connection pool i
 database does with many samplers.
 
 With --replay the hosts send the SQL that record() sent instead (`replay`): one real tick each
-at set-up, a steady one (its minute and hour buckets exist already), is captured statement by
-statement with its parameters. Each statement is prepared once on the writer's connection, as
-psycopg prepares record()'s after five ticks (envconfig.POSTGRES_BINDING), and every tick then
-executes each prepared statement with its captured values (rendered once, sent in text format
-through libpq's PQexecPrepared), one after the other in a transaction: the same samples
-inserted, the same buckets locked and rewritten, the same runs updated, through the same
-protocol and plans, with none of the ORM's or the driver's CPU in the writer. What that
-measures is PostgreSQL's side of the write path when the writers cost next to nothing, as they
-do to the database when each sampler runs on its own host.
+at set-up is captured statement by statement with its parameters. Each statement is prepared
+once on the writer's connection, as psycopg prepares record()'s after five ticks
+(envconfig.POSTGRES_BINDING), and every tick then executes each prepared statement with its
+captured values (rendered once, sent in text format through libpq's PQexecPrepared), one after
+the other in a transaction: the same samples inserted, the same buckets upserted, the same runs
+updated, through the same protocol and plans, with none of the ORM's or the driver's CPU in the
+writer. What that measures is PostgreSQL's side of the write path when the writers cost next to
+nothing, as they do to the database when each sampler runs on its own host.
 
 Protocol: once set up (hosts, runs, connection) it prints `ready <PID of its PostgreSQL backend>`,
 reads the start time (unix seconds) on stdin, ticks for --seconds from then, and writes every
@@ -138,8 +137,9 @@ class SimulatedHost:
             prune(self.to_prune.popleft(), timezone.now())
 
 
-def captured_tick(host: SimulatedHost) -> list[Statement]:
-    """The statements of one of the host's ticks, with their parameters."""
+def capture(host: SimulatedHost) -> list[Statement]:
+    """The statements of one of the host's ticks, with their parameters. Any tick will do: its
+    buckets are upserted, so sending it again adds to them whether they are new or not."""
     statements: list[Statement] = []
 
     def keep(
@@ -152,20 +152,6 @@ def captured_tick(host: SimulatedHost) -> list[Statement]:
     with connection.execute_wrapper(keep):
         host.tick()
     return statements
-
-
-def capture(host: SimulatedHost) -> list[Statement]:
-    """A steady tick's statements: one that made a new minute or hour bucket (an INSERT that
-    would fail the second time) is followed by another. The first tick of a host whose replays
-    wrote nothing new for a while makes one, the second often does, and two ticks 0.2 s apart
-    straddle a minute once in 300 times."""
-    for _ in range(6):
-        statements = captured_tick(host)
-        new_bucket = ('INSERT INTO "metrics_minuterollup"', 'INSERT INTO "metrics_hourrollup"')
-        if not any(sql.startswith(new_bucket) for sql, _ in statements):
-            return statements
-        time.sleep(0.2)
-    raise RuntimeError(f"{host_name(host.index)}: six ticks in a row made new buckets")
 
 
 def numbered_placeholders(sql: str) -> str:
