@@ -20,13 +20,14 @@ after the other, on one connection: what a transaction-pooling connection pool i
 database does with many samplers.
 
 With --replay the hosts send the SQL that record() sent instead (`replay`): one real tick each
-at set-up, a steady one (its minute and hour buckets exist already), is captured statement by
-statement with its parameters, and every tick then sends those statements again in a
-transaction, one after the other, through the same psycopg cursor (bound, and after a few ticks
-prepared, by the server as record()'s are): the same samples inserted, the same buckets locked
-and rewritten, the same runs updated, with none of the ORM's CPU in the writer. What that
-measures is PostgreSQL's side of the write path when the writers cost next to nothing, as they
-do to the database when each sampler runs on its own host.
+at set-up is captured statement by statement with its parameters. Each statement is prepared
+once on the writer's connection, as psycopg prepares record()'s after five ticks
+(envconfig.POSTGRES_BINDING), and every tick then executes each prepared statement with its
+captured values (rendered once, sent in text format through libpq's PQexecPrepared), one after
+the other in a transaction: the same samples inserted, the same buckets upserted, the same runs
+updated, through the same protocol and plans, with none of the ORM's or the driver's CPU in the
+writer. What that measures is PostgreSQL's side of the write path when the writers cost next to
+nothing, as they do to the database when each sampler runs on its own host.
 
 Protocol: once set up (hosts, runs, connection) it prints `ready <PID of its PostgreSQL backend>`,
 reads the start time (unix seconds) on stdin, ticks for --seconds from then, and writes every
@@ -40,6 +41,7 @@ import heapq
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -60,6 +62,8 @@ django.setup()
 
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
+from psycopg.adapt import PyFormat, Transformer  # noqa: E402
+from psycopg.pq import ExecStatus  # noqa: E402
 
 from bench.fill_history import Traffic  # noqa: E402
 from bench.fleet_history import INTERFACES, SERIES, host_id, host_name  # noqa: E402
@@ -71,6 +75,7 @@ from metrics.selection import HOST_TOTAL  # noqa: E402
 PRUNE_EVERY = 10  # metrics.sampler.Sampler.PRUNE_EVERY: one series a tick, every 10th tick
 GOLDEN = (math.sqrt(5) - 1) / 2  # spreads phases evenly whatever the number of hosts
 Statement = tuple[str, Any]  # SQL with %s placeholders, and its parameters (None: none)
+Prepared = tuple[bytes, list[bytes | None]]  # a prepared statement's name, its values as text
 
 
 @dataclass
@@ -82,7 +87,7 @@ class SimulatedHost:
     traffic: list[Traffic]
     phase: float  # seconds after the whole second that it ticks at
     last_written: float  # unix time of its last write: its next interval starts there
-    replay: list[Statement] | None = None  # a captured tick's statements, to send again
+    replay: list[Prepared] | None = None  # a captured tick's statements, to send again
     ticks: int = 0
     to_prune: deque[Series] = field(default_factory=deque)
 
@@ -95,9 +100,14 @@ class SimulatedHost:
         if self.replay is not None:
             raw = connection.connection
             assert raw is not None
-            with raw.transaction(), raw.cursor() as cursor:
-                for sql, params in self.replay:
-                    cursor.execute(sql, params)
+            pgconn = raw.pgconn
+            # After a failure the rest fail too and COMMIT rolls back: the first error says why.
+            results = [pgconn.exec_(b"BEGIN")]
+            results += [pgconn.exec_prepared(name, values) for name, values in self.replay]
+            results.append(pgconn.exec_(b"COMMIT"))
+            for result in results:
+                if result.status not in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
+                    raise RuntimeError(result.error_message.decode())
             self.ticks += 1
             return
         now = time.time()
@@ -127,8 +137,9 @@ class SimulatedHost:
             prune(self.to_prune.popleft(), timezone.now())
 
 
-def captured_tick(host: SimulatedHost) -> list[Statement]:
-    """The statements of one of the host's ticks, with their parameters."""
+def capture(host: SimulatedHost) -> list[Statement]:
+    """The statements of one of the host's ticks, with their parameters. Any tick will do: its
+    buckets are upserted, so sending it again adds to them whether they are new or not."""
     statements: list[Statement] = []
 
     def keep(
@@ -143,18 +154,28 @@ def captured_tick(host: SimulatedHost) -> list[Statement]:
     return statements
 
 
-def capture(host: SimulatedHost) -> list[Statement]:
-    """A steady tick's statements: one that made a new minute or hour bucket (an INSERT that
-    would fail the second time) is followed by another. The first tick of a host whose replays
-    wrote nothing new for a while makes one, the second often does, and two ticks 0.2 s apart
-    straddle a minute once in 300 times."""
-    for _ in range(6):
-        statements = captured_tick(host)
-        new_bucket = ('INSERT INTO "metrics_minuterollup"', 'INSERT INTO "metrics_hourrollup"')
-        if not any(sql.startswith(new_bucket) for sql, _ in statements):
-            return statements
-        time.sleep(0.2)
-    raise RuntimeError(f"{host_name(host.index)}: six ticks in a row made new buckets")
+def numbered_placeholders(sql: str) -> str:
+    """Django's %s placeholders as PostgreSQL's $1, $2, ... (and %% as %)."""
+    numbers = iter(range(1, sql.count("%s") + 1))
+    return re.sub("%[s%]", lambda m: f"${next(numbers)}" if m[0] == "%s" else "%", sql)
+
+
+def prepared(statements: list[Statement], names: dict[str, bytes]) -> list[Prepared]:
+    """The statements as names of statements prepared on this connection (names: SQL to name,
+    added to and prepared here as new ones come) and their values in text format."""
+    raw = connection.connection
+    assert raw is not None
+    dump = Transformer(raw)
+    replay = []
+    for sql, params in statements:
+        if sql not in names:
+            names[sql] = name = f"fleet_{len(names)}".encode()
+            result = raw.pgconn.prepare(name, numbered_placeholders(sql).encode())
+            if result.status != ExecStatus.COMMAND_OK:
+                raise RuntimeError(result.error_message.decode())
+        values = dump.dump_sequence(params or [], [PyFormat.TEXT] * len(params or []))
+        replay.append((names[sql], [None if v is None else bytes(v) for v in values]))
+    return replay
 
 
 def set_up(first: int, last: int, phases: str) -> list[SimulatedHost]:
@@ -243,8 +264,9 @@ def main() -> int:
     first, last = (int(part) for part in args.hosts.split(":"))
     hosts = set_up(first, last, args.phases)
     if args.replay:
+        names: dict[str, bytes] = {}
         for host in hosts:
-            host.replay = capture(host)
+            host.replay = prepared(capture(host), names)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         (backend,) = cursor.fetchone() or (0,)

@@ -8,7 +8,7 @@ numbers passed to the driver as they are, do the same writes in a few millisecon
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -24,9 +24,8 @@ def update_rows(
     if not objects:
         return
     meta = model._meta
-    fields = [meta.get_field(name) for name in names]
-    concrete = [field for field in fields if isinstance(field, models.Field)]
-    assert len(concrete) == len(fields) and meta.pk is not None, names  # columns only
+    concrete = _fields(model, names)
+    assert meta.pk is not None
     db = connections[router.db_for_write(model)]
     quote = db.ops.quote_name
     columns = ", ".join(f"{quote(_column(field))} = %s" for field in concrete)
@@ -42,24 +41,66 @@ def insert_rows(model: type[models.Model], objects: Sequence[models.Model]) -> N
     allows, in order (as bulk_create relies on, on SQLite and PostgreSQL alike)."""
     meta = model._meta
     assert meta.pk is not None
-    fields = [field for field in meta.concrete_fields if field is not meta.pk]
     db = connections[router.db_for_write(model)]
-    quote = db.ops.quote_name
-    columns = ", ".join(quote(_column(field)) for field in fields)
-    row = f"({', '.join(['%s'] * len(fields))})"
-    size = max(1, db.ops.bulk_batch_size(fields, list(objects)))
+    returning = f" RETURNING {db.ops.quote_name(_column(meta.pk))}"
     with db.cursor() as cursor:
-        for first in range(0, len(objects), size):
-            batch = objects[first : first + size]
-            cursor.execute(
-                f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "
-                f"{', '.join([row] * len(batch))} RETURNING {quote(_column(meta.pk))}",
-                [value for obj in batch for value in _values(obj, fields, db)],
-            )
+        for batch, sql, params in _inserts(model, objects, db):
+            cursor.execute(sql + returning, params)
             for obj, (pk,) in zip(batch, cursor.fetchall(), strict=True):
                 obj.pk = pk
                 obj._state.adding = False
                 obj._state.db = db.alias
+
+
+def add_rows(
+    model: type[models.Model],
+    objects: Sequence[models.Model],
+    key: Sequence[str],
+    summed: Sequence[str],
+    maxed: Sequence[str],
+) -> None:
+    """INSERT `objects` (new rows of `model`), or where a row with the same `key` (a unique
+    constraint's fields) is there, add their `summed` fields to its and keep the larger of
+    their `maxed` fields: one upsert, whether the rows exist or not. No two objects may share
+    a key (PostgreSQL will not update a row twice in one statement)."""
+    db = connections[router.db_for_write(model)]
+    meta = model._meta
+    quote = db.ops.quote_name
+    table = quote(meta.db_table)
+    names = (*key, *summed, *maxed)
+    columns = dict(zip(names, (quote(_column(f)) for f in _fields(model, names)), strict=True))
+    larger = "GREATEST" if db.vendor == "postgresql" else "MAX"  # SQLite's MAX of two values
+    updates = [f"{columns[n]} = {table}.{columns[n]} + EXCLUDED.{columns[n]}" for n in summed]
+    updates += [
+        f"{columns[n]} = {larger}({table}.{columns[n]}, EXCLUDED.{columns[n]})" for n in maxed
+    ]
+    conflict = (
+        f" ON CONFLICT ({', '.join(columns[n] for n in key)}) DO UPDATE SET {', '.join(updates)}"
+    )
+    with db.cursor() as cursor:
+        for _, sql, params in _inserts(model, objects, db):
+            cursor.execute(sql + conflict, params)
+
+
+def _inserts(
+    model: type[models.Model], objects: Sequence[models.Model], db: BaseDatabaseWrapper
+) -> Iterator[tuple[Sequence[models.Model], str, list]]:
+    """The INSERT ... VALUES statements of objects (new rows of model, primary key automatic),
+    as few as the database's parameter limit allows: each batch, its SQL and parameters."""
+    meta = model._meta
+    fields = [field for field in meta.concrete_fields if field is not meta.pk]
+    quote = db.ops.quote_name
+    columns = ", ".join(quote(_column(field)) for field in fields)
+    row = f"({', '.join(['%s'] * len(fields))})"
+    size = max(1, db.ops.bulk_batch_size(fields, list(objects)))
+    for first in range(0, len(objects), size):
+        batch = objects[first : first + size]
+        yield (
+            batch,
+            f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "
+            f"{', '.join([row] * len(batch))}",
+            [value for obj in batch for value in _values(obj, fields, db)],
+        )
 
 
 def _values(obj: models.Model, fields: Sequence[models.Field], db: BaseDatabaseWrapper) -> list:
@@ -70,6 +111,14 @@ def _values(obj: models.Model, fields: Sequence[models.Field], db: BaseDatabaseW
         value if isinstance(field, NUMBERS) else field.get_db_prep_save(value, db)
         for field, value in ((field, getattr(obj, field.attname)) for field in fields)
     ]
+
+
+def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field]:
+    """The model's fields of these names, which must all be columns."""
+    fields = [model._meta.get_field(name) for name in names]
+    concrete = [field for field in fields if isinstance(field, models.Field)]
+    assert len(concrete) == len(fields), names  # columns only
+    return concrete
 
 
 def _column(field: models.Field) -> str:

@@ -69,9 +69,9 @@ def test_one_batch_records_several_runs_into_new_and_existing_buckets(
         )
         for n, run in enumerate(runs, start=1)
     ]
-    # The samples; per tier a read, an insert and an update; the runs; on PostgreSQL, the
-    # tick's NOTIFY (metrics/announce.py). Whatever their number.
-    with django_assert_num_queries(9 if connection.vendor == "postgresql" else 8):
+    # The samples; per tier one upsert; the runs; on PostgreSQL, the tick's NOTIFY
+    # (metrics/announce.py). Whatever their number.
+    with django_assert_num_queries(5 if connection.vendor == "postgresql" else 4):
         samples = SamplerRun.objects.record(tick, at(40))
     assert [s.rx_total_bytes for s in samples] == [100, 200, 300]
     minutes = {m.interface: m for m in MinuteRollup.objects.filter(start=at(0))}
