@@ -176,11 +176,11 @@ def test_only_viewers_and_superusers_see_traffic(recorded) -> None:
     User.objects.create_user("olga", password="pw")  # a login, in no group
     User.objects.create_superuser("root", password="pw")
     client = Client()
-    client.login(username="olga", password="pw")
+    client.force_login(User.objects.get(username="olga"))
     assert client.get("/").status_code == 403
     refused = client.get("/api/metrics/realtime")
     assert refused.status_code == 403 and "viewer group" in refused.json()["detail"]
-    client.login(username="root", password="pw")
+    client.force_login(User.objects.get(username="root"))
     assert client.get("/").status_code == 200
     assert client.get("/api/metrics/realtime").status_code == 200
     assert client.get("/admin/").status_code == 200

@@ -218,14 +218,21 @@ prune(run.series, timezone.now() + timedelta(days=1000))
 print("pruned", *(t.objects.count() for t in tables))
 """
 
-# What the web does as the web's role: the admin (a login writes a session) and the API.
+# What the web does as the web's role: a login (a session, the login limit's records), the
+# admin, the API, and a token's use (its last use noted).
 WEB_SERVES = """
 from django.contrib.auth.models import User
 from django.test import Client
-User.objects.create_superuser("admin", "", "pw")
+from access.models import ApiToken
+admin = User.objects.create_superuser("admin", "", "pw")
 client = Client(HTTP_HOST="127.0.0.1")
-assert client.login(username="admin", password="pw")
-print(*(client.get(path).status_code for path in ("/admin/metrics/sample/", "/api/interfaces")))
+assert client.post("/login/", {"username": "admin", "password": "wrong"}).status_code == 200
+assert client.post("/login/", {"username": "admin", "password": "pw"}).status_code == 302
+_, token = ApiToken.objects.issue(admin)
+script = Client(HTTP_HOST="127.0.0.1", headers={"Authorization": f"Bearer {token}"})
+assert ApiToken.objects.get().last_used_at is None
+print(*(client.get(path).status_code for path in ("/admin/metrics/sample/", "/api/interfaces")),
+      script.get("/api/interfaces").status_code, ApiToken.objects.get().last_used_at is not None)
 """
 
 
@@ -257,7 +264,7 @@ def test_central_makes_roles_that_can_do_their_jobs_and_no_more(centre: Centre) 
         "written 3 1 1 1 True",
         "pruned 0 0 0 0",
     ]
-    assert manage(web_url, "shell", "-v", "0", "-c", WEB_SERVES).strip() == "200 200"
+    assert manage(web_url, "shell", "-v", "0", "-c", WEB_SERVES).strip() == "200 200 200 True"
 
     create = "CREATE TABLE central_probe (i int)"
     assert denied(sampler_url, create) and denied(web_url, create)
