@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -22,12 +21,10 @@ from metrics import relay as relay_module
 from metrics.announce import CHANNEL, MAX_PAYLOAD, announce, announced_runs, listen_parameters
 from metrics.models import Recording, Sample, SamplerRun
 from metrics.relay import SampleRelay, relay
-from netmetrics.asgi import application
 from tests.samples import counters, start_run
+from tests.test_consumer import connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HEADERS = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
 
 
 @pytest.fixture
@@ -114,10 +111,6 @@ def test_the_relay_reads_the_runs_named_only(django_assert_num_queries) -> None:
     assert [m["total_packets"] for m in mine._new_messages(None)] == [5, 9]  # eth0's
 
 
-def connect() -> WebsocketCommunicator:
-    return WebsocketCommunicator(application, "/ws/metrics/", headers=HEADERS)
-
-
 def test_the_relay_reads_what_is_announced_and_does_not_poll(
     postgresql: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -134,7 +127,7 @@ def test_the_relay_reads_what_is_announced_and_does_not_poll(
 
     @async_to_sync
     async def scenario() -> list[dict]:
-        ws = connect()
+        ws = connect("/ws/metrics/")
         assert (await ws.connect())[0]
         received = [await ws.receive_json_from(timeout=2)]
         # Received, this one says that the relay's first read (every active run, on
@@ -194,7 +187,7 @@ def test_the_relay_reconnects_and_sends_what_was_written_meanwhile(
 
     @async_to_sync
     async def scenario() -> list[dict]:
-        ws = connect()
+        ws = connect("/ws/metrics/")
         assert (await ws.connect())[0]
         received = [await ws.receive_json_from(timeout=2)]
         await sync_to_async(cut_and_write)()
