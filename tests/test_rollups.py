@@ -91,11 +91,13 @@ def test_one_batch_records_several_runs_into_new_and_existing_buckets(
 @pytest.mark.usefixtures("requires_postgres")
 def test_on_postgresql_a_tick_is_prepared_statements_after_five() -> None:
     """PostgreSQL parses and plans a sampler's tick once, not every second (envconfig's
-    POSTGRES_BINDING): after five ticks each of its statements is a prepared one."""
+    POSTGRES_BINDING): after five ticks each of its statements is a prepared one, whatever the
+    size of the counts (psycopg would send 1 as int2 and 70,000 as int4: other statements)."""
     runs = [start_run(name) for name in ("eth0", "eth1")]
-    for second in range(6):
+    cumulative = [1, 70_000, 70_001, 5 * 10**9, 5 * 10**9 + 1, 5 * 10**9 + 70_000]
+    for second, count in enumerate(cumulative):
         SamplerRun.objects.record(
-            [Recording(run, counters(rx_total_bytes=second + 1), 1.0) for run in runs],
+            [Recording(run, counters(rx_total_bytes=count), 1.0) for run in runs],
             at(second + 1),
         )
     with connection.cursor() as cursor:
