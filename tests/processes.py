@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import decimal
 import email.message
+import http.client
 import http.cookiejar
 import ipaddress
 import json
@@ -24,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -89,16 +91,50 @@ def unmigrated_env(db: Path) -> dict[str, str]:
 
 def migrate(env: dict[str, str]) -> None:
     """manage.py migrate on the environment's database; ProcessFailed says why not."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+    manage_ok(env, "manage.py migrate", "migrate", "--no-input", "-v", "0")
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """manage.py args in the environment, its output captured."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def manage_ok(env: dict[str, str], what: str, *args: str) -> None:
+    """manage.py args in the environment; ProcessFailed says `what` failed, and why."""
+    result = manage(env, *args)
     if result.returncode != 0:
-        raise ProcessFailed(f"manage.py migrate failed: {result.stderr.strip()[-500:]}")
+        raise ProcessFailed(f"{what} failed: {result.stderr.strip()[-500:]}")
+
+
+def exchange(
+    conn: http.client.HTTPConnection, path: str, headers: dict[str, str], form: dict | None = None
+) -> tuple[int, http.client.HTTPMessage, str]:
+    """A GET, or a form POST of form, on conn (closed after): the status, headers and text."""
+    try:
+        if form is None:
+            conn.request("GET", path, headers=headers)
+        else:
+            posted = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+            conn.request("POST", path, body=urlencode(form), headers=posted)
+        response = conn.getresponse()
+        return response.status, response.headers, response.read().decode()
+    finally:
+        conn.close()
+
+
+def cookies(headers: http.client.HTTPMessage) -> SimpleCookie:
+    """The cookies a response sets."""
+    jar: SimpleCookie = SimpleCookie()
+    for header in headers.get_all("Set-Cookie") or []:
+        jar.load(header)
+    return jar
 
 
 class _ScratchDatabases:
@@ -345,16 +381,7 @@ def create_user(env: dict[str, str], username: str, password: str, *, viewer: bo
         f"user = User.objects.create_user({username!r}, password={password!r})\n"
         + ("user.groups.add(Group.objects.get(name=VIEWER_GROUP))\n" if viewer else "")
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise ProcessFailed(f"creating user {username} failed: {result.stderr.strip()[-500:]}")
+    manage_ok(env, f"creating user {username}", "shell", "-c", code)
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

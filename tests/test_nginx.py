@@ -12,14 +12,12 @@ import socket
 import ssl
 import subprocess
 import sys
-from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 
 from tests.conftest import NGINX
-from tests.processes import ROOT, WebServer, free_port, migrated_env, wait_for
+from tests.processes import ROOT, WebServer, cookies, exchange, free_port, migrated_env, wait_for
 
 NAME = "netmetrics.example.com"
 PASSWORD = "correct horse battery"
@@ -73,25 +71,9 @@ http {{
 def https_request(
     port: int, context: ssl.SSLContext, path: str, headers: dict[str, str], form: dict | None
 ) -> tuple[int, http.client.HTTPMessage, str]:
+    """Through nginx, as a browser at https://NAME:port would ask."""
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
-    try:
-        headers = {"Host": f"{NAME}:{port}", **headers}
-        if form is None:
-            conn.request("GET", path, headers=headers)
-        else:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-            conn.request("POST", path, body=urlencode(form), headers=headers)
-        response = conn.getresponse()
-        return response.status, response.headers, response.read().decode()
-    finally:
-        conn.close()
-
-
-def cookies(headers: http.client.HTTPMessage) -> SimpleCookie:
-    jar: SimpleCookie = SimpleCookie()
-    for header in headers.get_all("Set-Cookie") or []:
-        jar.load(header)
-    return jar
+    return exchange(conn, path, {"Host": f"{NAME}:{port}", **headers}, form)
 
 
 def test_the_readme_nginx_example_proxies_https_and_the_websocket(

@@ -10,17 +10,24 @@ import os
 import re
 import signal
 import subprocess
-import sys
-from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.core.management import CommandError, call_command
 
 from access.rules import VIEWER_GROUP
-from tests.processes import ROOT, WebServer, db_rows, migrated_env, unmigrated_env
+from tests.processes import (
+    ROOT,
+    WebServer,
+    cookies,
+    db_rows,
+    exchange,
+    manage,
+    migrated_env,
+    unmigrated_env,
+)
 
 PASSWORD = "correct horse battery"
 CREATE = "create a login first: .venv/bin/python manage.py createsuperuser"
@@ -71,17 +78,6 @@ def test_checkaccess_wants_someone_who_may_view_when_a_login_is_required(setting
     )
     settings.NETMETRICS_BIND = "127.0.0.1"
     assert refusal() is None
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture
@@ -145,24 +141,9 @@ def fetch(
     server: WebServer, path: str, headers: dict[str, str], body: dict[str, str] | None = None
 ) -> tuple[int, http.client.HTTPMessage, str]:
     """A GET, or a form POST with body: the status, the headers and the text."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        if body is None:
-            conn.request("GET", path, headers=headers)
-        else:
-            form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
-            conn.request("POST", path, body=urlencode(body), headers=form)
-        response = conn.getresponse()
-        return response.status, response.headers, response.read().decode()
-    finally:
-        conn.close()
-
-
-def cookies(headers: http.client.HTTPMessage) -> SimpleCookie:
-    jar: SimpleCookie = SimpleCookie()
-    for header in headers.get_all("Set-Cookie") or []:
-        jar.load(header)
-    return jar
+    return exchange(
+        http.client.HTTPConnection("127.0.0.1", server.port, timeout=10), path, headers, body
+    )
 
 
 @pytest.mark.parametrize("trusted", [False, True])
