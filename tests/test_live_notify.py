@@ -180,7 +180,7 @@ def test_the_relay_reconnects_and_sends_what_was_written_meanwhile(
         wait_until(lambda: len(listening_backends()) == 1)
         [pid] = listening_backends()
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            cursor.execute("SELECT pg_terminate_backend(%s::integer)", [pid])
         wait_until(lambda: not listening_backends())
         run.record(counters(rx_total_packets=3), timezone.now(), 1.0)  # heard by no one
         run.record(counters(rx_total_packets=7), timezone.now(), 1.0)
