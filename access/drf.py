@@ -10,7 +10,7 @@ from rest_framework.request import Request
 
 from access import lockout
 from access.models import ApiToken
-from access.rules import may_view, request_open_without_login
+from access.rules import request_may_view
 
 if TYPE_CHECKING:  # rest_framework.views imports this module (its default classes)
     from rest_framework.views import APIView
@@ -82,4 +82,4 @@ class CanViewTraffic(permissions.BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         if isinstance(request.auth, ApiToken) and request.method not in permissions.SAFE_METHODS:
             return False
-        return request_open_without_login(request.META) or may_view(request.user)
+        return request_may_view(request)

@@ -18,6 +18,8 @@ from django.conf import settings
 
 if TYPE_CHECKING:  # settings import this module before the apps are ready
     from django.contrib.auth.models import AbstractUser, AnonymousUser
+    from django.http import HttpRequest
+    from rest_framework.request import Request
 
 REQUIRED = "required"
 LOOPBACK_OPEN = "loopback-open"
@@ -60,6 +62,12 @@ def request_open_without_login(meta: dict) -> bool:
     """open_without_login for a Django request, by its META."""
     names = [key[5:].lower().replace("_", "-").encode() for key in meta if key.startswith("HTTP_")]
     return open_without_login(meta.get("REMOTE_ADDR"), names)
+
+
+def request_may_view(request: HttpRequest | Request) -> bool:
+    """The rule for one request (a page's or the API's): it needs no login, or its user may
+    view."""
+    return request_open_without_login(request.META) or may_view(request.user)
 
 
 def may_view(user: AbstractUser | AnonymousUser | None) -> bool:

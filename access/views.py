@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.mixins import UserPassesTestMixin
 
-from access.rules import may_view, request_open_without_login
+from access.rules import request_may_view
 
 
 class ViewerRequiredMixin(UserPassesTestMixin):
@@ -14,4 +14,4 @@ class ViewerRequiredMixin(UserPassesTestMixin):
 
     def test_func(self) -> bool:
         request = self.request  # type: ignore[attr-defined]
-        return request_open_without_login(request.META) or may_view(request.user)
+        return request_may_view(request)
