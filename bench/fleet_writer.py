@@ -12,12 +12,12 @@ of bench/fill_history.py's traffic (one stream per interface; the total sums the
 of the real time since the host's last write, and after the commit the sampler's pruning (one
 series a tick on 3 ticks of 10). Flows are off (no LiveFlows, no flow minutes).
 
-Ticks follow runsampler's clock: a host ticks on its own wall-clock phase (`spread`: phases
-spread evenly over the second from the host's number; `aligned`: every host on the whole
-second, as NTP-synced samplers are), and after a tick it waits for the next boundary after
-now, so a tick that ends after the next one's time skips it. One process writes its hosts one
-after the other, on one connection: what a transaction-pooling connection pool in front of the
-database does with many samplers.
+Ticks follow runsampler's clock: a host ticks on its own wall-clock phase (`spread`: the phase
+runsampler gives it against a central database, Host.tick_phase of its id; `aligned`: every
+host on the whole second, as NTP-synced samplers would be without phases), and after a tick it
+waits for the next boundary after now, so a tick that ends after the next one's time skips it.
+One process writes its hosts one after the other, on one connection: what a transaction-pooling
+connection pool in front of the database does with many samplers.
 
 With --replay the hosts send the SQL that record() sent instead (`replay`): one real tick each
 at set-up is captured statement by statement with its parameters. Each statement is prepared
@@ -73,7 +73,6 @@ from metrics.retention import prune  # noqa: E402
 from metrics.selection import HOST_TOTAL  # noqa: E402
 
 PRUNE_EVERY = 10  # metrics.sampler.Sampler.PRUNE_EVERY: one series a tick, every 10th tick
-GOLDEN = (math.sqrt(5) - 1) / 2  # spreads phases evenly whatever the number of hosts
 Statement = tuple[str, Any]  # SQL with %s placeholders, and its parameters (None: none)
 Prepared = tuple[bytes, list[bytes | None]]  # a prepared statement's name, its values as text
 
@@ -208,7 +207,7 @@ def set_up(first: int, last: int, phases: str) -> list[SimulatedHost]:
                 )
             runs.append(run)
         last_written = max(run.last_written() for run in runs).timestamp()
-        phase = (index * GOLDEN) % 1.0 if phases == "spread" else 0.0
+        phase = Host(id=host_id(index)).tick_phase(1.0) if phases == "spread" else 0.0
         traffic = [Traffic(index * len(INTERFACES) + k) for k in range(len(INTERFACES))]
         hosts.append(SimulatedHost(index, runs, traffic, phase, last_written))
     return hosts

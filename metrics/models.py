@@ -13,6 +13,7 @@ each minute, LiveFlows the last 40 seconds of each run for the dashboard's top-t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -98,6 +99,15 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def tick_phase(self, interval: float) -> float:
+        """Seconds after each wall-clock multiple of the interval at which this host's sampler
+        ticks when it writes to a central database: the same every start, and spread evenly
+        over the interval by the id's hash across a fleet. On the whole second, every
+        NTP-synced sampler of a fleet would commit in the same few milliseconds, and the last
+        of 500 after the next second began (README, "Fleet scale")."""
+        digest = hashlib.sha256(self.id.bytes).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 * interval
 
 
 @dataclass(frozen=True)

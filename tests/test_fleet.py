@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
+from metrics.models import Host
 from tests.netns import UDP_FRAME, VethPair, sh, veth_pair
 from tests.processes import Managed, WebServer, db_rows, migrate, migrated_env, wait_for
 
@@ -43,11 +44,16 @@ def host_env(central: dict[str, str], home: Path, name: str) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     return {
         **central,
-        "NETMETRICS_HOST_ID": str(uuid.uuid4()),
+        "NETMETRICS_HOST_ID": str(host_id(name)),
         "NETMETRICS_HOST_NAME": name,
         "NETMETRICS_DB": str(home / "netmetrics.sqlite3"),
         "NETMETRICS_SPOOL": str(home / "spool.sqlite3"),
     }
+
+
+def host_id(name: str) -> uuid.UUID:
+    """A host's id: fixed, so its tick phase is known (alpha 0.06 s, beta 0.74 s, gamma 0.25 s)."""
+    return uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.netmetrics.test")
 
 
 def received(env: dict[str, str], host: str) -> tuple[int, int]:
@@ -118,6 +124,16 @@ def test_three_hosts_write_their_own_exact_totals_to_one_database(central, tmp_p
         IFACE,
     )
     assert dict(minutes) == sent  # one interface name, three hosts: never added together
+    for host in sent:  # each ticks on its own phase of the second, not all on the whole second
+        phase = Host(id=host_id(host)).tick_phase(1.0)
+        stamps = db_rows(
+            central,
+            "SELECT s.timestamp FROM metrics_sample s JOIN metrics_host h ON h.id = s.host_id "
+            "WHERE h.name = ?",
+            host,
+        )
+        late = sorted((ts.timestamp() - phase) % 1.0 for (ts,) in stamps)
+        assert late[len(late) // 2] < 0.15, (host, phase, late)
     web = WebServer(central, tmp_path / "web.log")
     try:
         web.wait_healthy()

@@ -7,6 +7,9 @@ are attached (with the mode they got), the loop until SIGTERM, and everything de
 import logging
 import os
 import signal
+import time
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +20,8 @@ from bpf.errors import PreflightError
 from bpf.flows import FlowCounts
 from bpf.loader import Counted
 from metrics.links import Link
-from metrics.models import HOST_TOTAL, Sample, SamplerRun
+from metrics.management.commands import runsampler
+from metrics.models import HOST_TOTAL, Host, Sample, SamplerRun
 from tests.samples import counters
 
 pytestmark = pytest.mark.django_db
@@ -169,3 +173,18 @@ def test_a_spool_it_cannot_open_is_one_line(requires_postgres, fake, settings, t
     with pytest.raises(CommandError, match=r"^cannot open the spool .*/file/spool.sqlite3: "):
         call_command("runsampler", "--iface", "veth7")
     assert fake.log == ["preflight"]  # nothing built, nothing attached
+
+
+def test_a_fleets_samplers_tick_each_on_its_own_phase_spread_over_the_interval() -> None:
+    hosts = [Host(id=uuid.uuid5(uuid.NAMESPACE_DNS, f"host{i}.fleet")) for i in range(1000)]
+    phases = [host.tick_phase(1.0) for host in hosts]
+    tenths = Counter(int(phase * 10) for phase in phases)
+    assert sorted(tenths) == list(range(10))
+    assert all(70 <= count <= 130 for count in tenths.values()), tenths  # 100 each, within 3 sd
+    assert hosts[0].tick_phase(10.0) == pytest.approx(phases[0] * 10)  # a share of the interval
+    assert Host(id=hosts[0].id).tick_phase(1.0) == phases[0]  # the same at every start
+
+    before = time.time()
+    boundary = runsampler._next_boundary(1.0, 0.25)
+    assert (boundary - 0.25) == pytest.approx(round(boundary - 0.25))
+    assert before < boundary <= time.time() + 1

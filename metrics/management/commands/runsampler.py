@@ -181,7 +181,10 @@ class Command(BaseCommand):
                         f"in a table of {flow_table}" if flow_table else "off",
                         f"as iface={HOST_TOTAL}" if total else "off (one interface)",
                     )
-                    self.loop(watcher, events)
+                    # A fleet's samplers each on their own phase of the second; one host's
+                    # on the whole second, as its samples have always been.
+                    phase = host.tick_phase(interval) if _central() else 0.0
+                    self.loop(watcher, events, phase)
         except PreflightError as exc:
             raise CommandError(str(exc)) from None
         log.info("stopped sampling")
@@ -190,12 +193,13 @@ class Command(BaseCommand):
         self.stopping = True
         os.write(self._wake, b"x")  # ends the loop's wait at once
 
-    def loop(self, watcher: InterfaceWatcher, events: LinkEvents) -> None:
-        """Tick on wall-clock multiples of the interval until SIGINT/SIGTERM, then flush;
-        between ticks, follow the links as netlink reports their changes."""
+    def loop(self, watcher: InterfaceWatcher, events: LinkEvents, phase: float) -> None:
+        """Tick `phase` seconds after each wall-clock multiple of the interval until
+        SIGINT/SIGTERM, then flush; between ticks, follow the links as netlink reports their
+        changes."""
         sampler = watcher.sampler
         status = StatusLog(sampler)
-        deadline = _next_boundary(sampler.interval)
+        deadline = _next_boundary(sampler.interval, phase)
         while not self.stopping:
             ready, _, _ = select.select(
                 [events.fileno(), self._wake_read], [], [], max(0.0, deadline - time.time())
@@ -206,7 +210,7 @@ class Command(BaseCommand):
                 watcher.sync()
             if time.time() >= deadline:
                 status.add(sampler.tick())
-                deadline = _next_boundary(sampler.interval)
+                deadline = _next_boundary(sampler.interval, phase)
                 # Spooled ticks in the time left before the next one.
                 sampler.catch_up(time.monotonic() + 0.8 * (deadline - time.time()))
         sampler.flush()
@@ -326,6 +330,6 @@ def _local_host(spool: Spool | None) -> tuple[Host, bool]:
         return Host(id=settings.NETMETRICS_HOST_ID, name=settings.NETMETRICS_HOST_NAME), False
 
 
-def _next_boundary(interval: float) -> float:
-    """The next wall-clock multiple of the interval."""
-    return (math.floor(time.time() / interval) + 1) * interval
+def _next_boundary(interval: float, phase: float) -> float:
+    """The next wall-clock multiple of the interval, plus the phase."""
+    return (math.floor((time.time() - phase) / interval) + 1) * interval + phase
