@@ -1,10 +1,12 @@
 """Reading netmetrics' configuration from the environment."""
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import uuid
+import zoneinfo
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -89,6 +91,30 @@ def env_duration(name: str, *, default: str) -> timedelta:
         return parse_duration(value)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+def env_time_zone(name: str) -> str:
+    """An IANA zone name (Europe/Paris); default the server's own zone (its /etc/localtime),
+    else UTC."""
+    value = os.environ.get(name, "").strip() or local_time_zone()
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: not a time zone; use an IANA name such as Europe/Paris or UTC"
+        ) from None
+    return value
+
+
+def local_time_zone() -> str:
+    """The zone /etc/localtime links to (zoneinfo/Europe/Paris), else /etc/timezone's, else UTC."""
+    with contextlib.suppress(OSError):
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    with contextlib.suppress(OSError):
+        return Path("/etc/timezone").read_text().strip() or "UTC"
+    return "UTC"
 
 
 def env_database(name: str) -> dict[str, Any] | None:

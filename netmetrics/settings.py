@@ -32,6 +32,8 @@ NETMETRICS_TRUSTED_PROXY  1 behind a reverse proxy: its X-Forwarded-Proto says H
 NETMETRICS_LOGIN_FAILURES, NETMETRICS_LOGIN_COOLOFF
                           failed logins from one address, or for one username, before it is
                           locked out (5), and for how long after its last failure (15m)
+NETMETRICS_TIME_ZONE      the zone of usage's days, months and billing cycles (an IANA name;
+                          default the server's own, from /etc/localtime)
 """
 
 import os
@@ -50,6 +52,7 @@ from netmetrics.envconfig import (
     env_list,
     env_ports,
     env_redis,
+    env_time_zone,
     host_id,
     secret_key,
 )
@@ -110,6 +113,9 @@ NETMETRICS_SPOOL = Path(
 NETMETRICS_SPOOL_TICKS = env_int("NETMETRICS_SPOOL_TICKS", default=21_600, low=10, high=10**8)
 
 # The top flows of each minute the sampler stores: this many by bytes, and by packets.
+# Usage's days, months and cycles are this zone's; Django's own TIME_ZONE stays UTC (the API's
+# timestamps and the admin's are UTC, as they have always been).
+NETMETRICS_TIME_ZONE = env_time_zone("NETMETRICS_TIME_ZONE")
 NETMETRICS_FLOW_TOP = env_int("NETMETRICS_FLOW_TOP", default=20, low=1, high=1000)
 
 INSTALLED_APPS = [
@@ -127,6 +133,8 @@ INSTALLED_APPS = [
     "axes",
     "access",
     "metrics",
+    "usage",
+    "alerts",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AlertsConfig(AppConfig):
+    """Rules on what the sampler writes, the alerts they open and close, and their notices."""
+
+    name = "alerts"
+    default_auto_field = "django.db.models.BigAutoField"
