@@ -134,6 +134,7 @@ def test_three_hosts_write_their_own_exact_totals_to_one_database(central, tmp_p
         )
         late = sorted((ts.timestamp() - phase) % 1.0 for (ts,) in stamps)
         assert late[len(late) // 2] < 0.15, (host, phase, late)
+        assert f"sampling every 1s at +{phase:.3f}s" in samplers[host].output()
     web = WebServer(central, tmp_path / "web.log")
     try:
         web.wait_healthy()

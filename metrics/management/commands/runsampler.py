@@ -172,18 +172,20 @@ class Command(BaseCommand):
                     watcher.sync(links, strict=not selection.patterns and not selection.all)
                     counter.drop_others()
                     log_choice(selection, links)  # after the attach errors, which end it
+                    # A fleet's samplers each on their own phase of the second; one host's
+                    # on the whole second, as its samples have always been.
+                    phase = host.tick_phase(interval) if _central() else 0.0
                     log.info(
-                        "host %s (id %s): sampling every %gs, egress %s, flows %s, host total %s",
+                        "host %s (id %s): sampling every %gs at +%.3fs, egress %s, flows %s, "
+                        "host total %s",
                         host.name,
                         host.pk,
                         interval,
+                        phase,
                         "on" if counter.egress else "off",
                         f"in a table of {flow_table}" if flow_table else "off",
                         f"as iface={HOST_TOTAL}" if total else "off (one interface)",
                     )
-                    # A fleet's samplers each on their own phase of the second; one host's
-                    # on the whole second, as its samples have always been.
-                    phase = host.tick_phase(interval) if _central() else 0.0
                     self.loop(watcher, events, phase)
         except PreflightError as exc:
             raise CommandError(str(exc)) from None
