@@ -66,7 +66,8 @@ class AlertEvaluator:
             if not self._failed:
                 log.warning("alert rules not evaluated (%s); trying again each tick", exc)
                 self._failed = True
-            connection.close_if_unusable_or_obsolete()
+            if not connection.in_atomic_block:  # a broken connection is reopened on next use
+                connection.close_if_unusable_or_obsolete()
             return
         if self._failed:
             log.info("alert rules evaluated again")

@@ -210,17 +210,18 @@ def test_quota_rule_fires_at_90_percent_counting_the_cycle_so_far(
     InterfacePlan.objects.create(
         host=run.host, interface="eth0", cycle_start_day=27, quota_bytes=10_000
     )
-    rule(name="quota", metric="quota_percent", level=90, clear_level=90)
+    # The plan's default rules: 75, 90 and 100 % (alerts/quota_rules.py).
     # Before the sampler (and the evaluator) started: 8000 bytes this cycle, 5000 before it.
     run.record(counters(rx_total_bytes=5000), T0 - timedelta(days=1), 1.0)  # the 26th
     run.record(counters(rx_total_bytes=13_000), at(0), 1.0)
     feed = Feed(evaluator, run)
     feed.totals["rx_total_bytes"] = 13_000
     feed.send(7992)  # 999 bytes: 89.99 %
-    assert not Alert.objects.exists()
+    assert list(Alert.objects.values_list("rule__level", "value")) == [(75, 89.99)]
     feed.send(8)  # 1 byte: 90 %
-    alert = Alert.objects.get()
+    alert = Alert.objects.get(rule__level=90)
     assert (alert.value, alert.started_at) == (90.0, at(2))
+    assert not Alert.objects.filter(rule__level=100).exists()
 
 
 def test_quota_counts_the_direction_of_the_plan_and_restarts_with_the_cycle(
@@ -228,24 +229,21 @@ def test_quota_counts_the_direction_of_the_plan_and_restarts_with_the_cycle(
 ) -> None:
     settings.NETMETRICS_TIME_ZONE = "UTC"
     run = start_run()
-    plan = InterfacePlan.objects.create(
+    InterfacePlan.objects.create(
         host=run.host, interface="eth0", cycle_start_day=28, quota_bytes=1000, quota_direction="tx"
     )
-    rule(name="quota", metric="quota_percent", level=50, clear_level=50)
     end_of_cycle = T0.replace(day=27, hour=23, minute=59, second=58)
-    run.record(counters(rx_total_bytes=900, tx_total_bytes=600), end_of_cycle, 1.0)
+    run.record(counters(rx_total_bytes=900, tx_total_bytes=800), end_of_cycle, 1.0)
     assert evaluator.quota.percent(Sample.objects.get()) is None  # not loaded yet
-    evaluator.evaluate([])
-    [sample] = Sample.objects.all()
-    evaluator.quota.forget(Series(plan.host_id, "eth0"))
-    assert evaluator.quota.percent(sample) == 60.0  # its own 600 bytes sent, counted once
-    evaluator.evaluate([sample])
-    assert Alert.objects.get().ended_at is None
+    evaluator.evaluate(list(Sample.objects.all()))
+    alert = Alert.objects.get()  # its own 800 bytes sent, counted once: 80 %
+    assert (alert.rule.level, alert.value, alert.ended_at) == (75, 80.0, None)
     next_cycle = run.record(
-        counters(rx_total_bytes=900, tx_total_bytes=700), end_of_cycle + timedelta(seconds=3), 1.0
+        counters(rx_total_bytes=900, tx_total_bytes=900), end_of_cycle + timedelta(seconds=3), 1.0
     )
     evaluator.evaluate([next_cycle])
     assert Alert.objects.get().ended_at == next_cycle.timestamp  # 10 % of the new cycle
+    assert Notification.objects.count() == 0  # the default rules have no receivers
 
 
 def hours_of_baseline(run: SamplerRun, days: int, rx_bytes_per_hour: list[int]) -> None:
