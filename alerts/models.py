@@ -182,6 +182,12 @@ class Alert(models.Model):
         return Series(self.host_id, self.interface)
 
     @classmethod
+    def still_open(cls) -> models.QuerySet[Alert]:
+        """Every open alert, the newest first, with its rule and host: /api/alerts' `open`,
+        /metrics' netmetrics_alert_active and the dashboard's banner."""
+        return cls.objects.filter(ended_at=None).select_related("rule", "host")
+
+    @classmethod
     def open(cls, rule: AlertRule, series: Series, at: datetime, value: float) -> Alert:
         """A new open alert, and its 'opened' notifications, in one transaction."""
         with transaction.atomic():
