@@ -339,4 +339,5 @@ def test_the_sampler_evaluates_each_tick_it_writes(monkeypatch) -> None:
     now[0] = 103.0  # a late tick: 1000 bytes over 2 s
     assert sampler.flush()
     alert = Alert.objects.get()
+    assert run.last_sample is not None
     assert (alert.ended_at, alert.peak) == (run.last_sample.timestamp, 8000.0)

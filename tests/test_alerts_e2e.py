@@ -165,7 +165,7 @@ def test_rules_open_and_close_alerts_on_known_traffic(
     # The quota: 75 % was passed by the 300th datagram (of 315 before the burst), 90 % by the
     # 360th, 100 % never (365 of 400).
     received = 0
-    crossed = {}
+    crossed: dict[int, tuple[float, float]] = {}
     for t, _, octets in seen:
         received += octets
         for percent in (75, 90, 100):
