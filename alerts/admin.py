@@ -12,27 +12,13 @@ from alerts.models import Alert, AlertRule
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
-    list_display = (
-        "name",
-        "enabled",
-        "host",
-        "interface",
-        "metric",
-        "condition",
-        "level",
-        "clear_level",
-        "duration",
-        "baseline",
-    )
+    list_display = ("name", "enabled", "host", "interface", *AlertRule.CONDITION_FIELDS)
     list_filter = ("enabled", "metric", "host")
     search_fields = ("name", "interface")
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
         (None, {"fields": ("name", "enabled", "host", "interface")}),
-        (
-            "Condition",
-            {"fields": ("metric", "condition", "level", "clear_level", "duration", "baseline")},
-        ),
+        ("Condition", {"fields": AlertRule.CONDITION_FIELDS}),
         ("Receivers", {"fields": ("webhook", "emails")}),
     )
 

@@ -4,19 +4,16 @@ closes the alert, delivered by another thread, so a slow receiver never delays a
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import models, transaction
 
-from alerts.values import RATES
+from alerts.validation import rule_errors
 from metrics.models import Host, Series
-from metrics.selection import HOST_TOTAL, SelectionError, check_entry
-from usage.models import InterfacePlan
+from metrics.selection import HOST_TOTAL
 
 
 class AlertRule(models.Model):
@@ -41,6 +38,8 @@ class AlertRule(models.Model):
     ABOVE, BELOW = "above", "below"
     CONDITIONS = [(ABOVE, "above"), (BELOW, "below")]
     QUOTA, STALE = "quota_percent", "stale"
+    # The fields that say when an alert opens and closes (the admin's and the API's lists).
+    CONDITION_FIELDS = ("metric", "condition", "level", "clear_level", "duration", "baseline")
 
     name = models.CharField(max_length=100, unique=True)
     enabled = models.BooleanField(default=True)
@@ -89,68 +88,9 @@ class AlertRule(models.Model):
     def clean(self) -> None:
         """Refuse a definition that could never work, each error on the field to change (the
         admin's form and the API's serializer both call this)."""
-        errors: dict[str, str] = {}
-        levels = {"level": self.level, "clear_level": self.clear_level}
-        for field, value in levels.items():
-            if value is not None and not math.isfinite(value):
-                errors[field] = "must be a finite number"
-            elif value is not None and value < 0:
-                errors[field] = f"may not be negative: every metric is 0 or more ({value:g})"
-        if not errors and self.level is not None and self.clear_level is not None:
-            if self.condition == self.ABOVE and self.clear_level > self.level:
-                errors["clear_level"] = (
-                    "must be at most level for a rule on 'above': the alert closes once the "
-                    f"value is back below it ({self.clear_level:g} > {self.level:g})"
-                )
-            elif self.condition == self.BELOW and self.clear_level < self.level:
-                errors["clear_level"] = (
-                    "must be at least level for a rule on 'below': the alert closes once the "
-                    f"value is back above it ({self.clear_level:g} < {self.level:g})"
-                )
-        if self.baseline and self.metric not in RATES:
-            errors["baseline"] = (
-                f"only a rate has a baseline (the median of its hourly averages): not {self.metric}"
-            )
-        if self.metric == self.STALE and self.condition != self.ABOVE:
-            errors["condition"] = (
-                "a stale rule fires when the last sample is older than level seconds: "
-                "its condition is 'above'"
-            )
-        interface_error = _interface_error(self.interface)
-        if interface_error:
-            errors["interface"] = interface_error
-        elif self.metric == self.QUOTA and not self._has_quota():
-            errors["metric"] = (
-                "no interface this rule matches has a quota: set one on its plan (Usage, "
-                "Interface plans) first"
-            )
-        for address in filter(None, (a.strip() for a in self.emails.split(","))):
-            try:
-                validate_email(address)
-            except ValidationError:
-                errors["emails"] = f"'{address}' is not an e-mail address"
+        errors = rule_errors(self)
         if errors:
             raise ValidationError(errors)
-
-    def _has_quota(self) -> bool:
-        plans = InterfacePlan.objects.filter(quota_bytes__isnull=False)
-        if self.host_id is not None:
-            plans = plans.filter(host_id=self.host_id)
-        return any(
-            self.matches(Series(host, iface))
-            for host, iface in plans.values_list("host_id", "interface")
-        )
-
-
-def _interface_error(interface: str) -> str | None:
-    """Why a rule's interface field is no name, pattern, '' or 'all', if it is not."""
-    if interface in ("", HOST_TOTAL):
-        return None
-    try:
-        check_entry(interface)
-    except SelectionError as exc:
-        return str(exc)
-    return None
 
 
 class Alert(models.Model):

@@ -202,15 +202,19 @@ def test_each_rate_from_its_counters() -> None:
     assert {metric: rate_of(metric, row, 2.0) for metric in expected} == expected
 
 
+def planned_run(settings, **plan: object) -> SamplerRun:
+    """eth0's run, and its plan (in UTC) with the default rules at 75, 90 and 100 % of its
+    quota (alerts/quota_rules.py)."""
+    settings.NETMETRICS_TIME_ZONE = "UTC"
+    run = start_run()
+    InterfacePlan.objects.create(host=run.host, interface="eth0", **plan)
+    return run
+
+
 def test_quota_rule_fires_at_90_percent_counting_the_cycle_so_far(
     evaluator: AlertEvaluator, settings
 ) -> None:
-    settings.NETMETRICS_TIME_ZONE = "UTC"
-    run = start_run()
-    InterfacePlan.objects.create(
-        host=run.host, interface="eth0", cycle_start_day=27, quota_bytes=10_000
-    )
-    # The plan's default rules: 75, 90 and 100 % (alerts/quota_rules.py).
+    run = planned_run(settings, cycle_start_day=27, quota_bytes=10_000)
     # Before the sampler (and the evaluator) started: 8000 bytes this cycle, 5000 before it.
     run.record(counters(rx_total_bytes=5000), T0 - timedelta(days=1), 1.0)  # the 26th
     run.record(counters(rx_total_bytes=13_000), at(0), 1.0)
@@ -227,11 +231,7 @@ def test_quota_rule_fires_at_90_percent_counting_the_cycle_so_far(
 def test_quota_counts_the_direction_of_the_plan_and_restarts_with_the_cycle(
     evaluator: AlertEvaluator, settings
 ) -> None:
-    settings.NETMETRICS_TIME_ZONE = "UTC"
-    run = start_run()
-    InterfacePlan.objects.create(
-        host=run.host, interface="eth0", cycle_start_day=28, quota_bytes=1000, quota_direction="tx"
-    )
+    run = planned_run(settings, cycle_start_day=28, quota_bytes=1000, quota_direction="tx")
     end_of_cycle = T0.replace(day=27, hour=23, minute=59, second=58)
     run.record(counters(rx_total_bytes=900, tx_total_bytes=800), end_of_cycle, 1.0)
     assert evaluator.quota.percent(Sample.objects.get()) is None  # not loaded yet

@@ -74,20 +74,9 @@ class AlertRuleSerializer(serializers.ModelSerializer):
     class Meta:
         model = AlertRule
         fields = [
-            "id",
-            "name",
-            "enabled",
-            "host",
-            "host_name",
-            "interface",
-            "metric",
-            "condition",
-            "level",
-            "clear_level",
-            "duration",
-            "baseline",
-            "webhook",
-            "emails",
+            *("id", "name", "enabled", "host", "host_name", "interface"),
+            *AlertRule.CONDITION_FIELDS,
+            *("webhook", "emails"),
         ]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
