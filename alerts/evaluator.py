@@ -29,7 +29,6 @@ from alerts.models import Alert, AlertRule
 from alerts.quota import QuotaMeters
 from alerts.tracker import Levels, Tracker
 from alerts.values import rate_of
-from metrics.announce import announce
 from metrics.models import Sample, Series
 
 log = logging.getLogger("netmetrics.alerts")
@@ -171,5 +170,3 @@ class AlertEvaluator:
             tracker.alert.close(sample.timestamp)
             log.info("alert %r closed on %s: %g", rule.name, series.interface, value)
             tracker.alert = tracker.peak_stored = None
-        if action is not None:  # the live banner's relay reads now (alerts/live.py)
-            announce(connection.alias, [sample.run_id])

@@ -3,9 +3,9 @@ every open alert (as /api/alerts' `open`), sent when a client connects while som
 to every client whenever the set of open alerts changes. Clients that know only "sample" and
 "error" messages ignore it.
 
-The relay (metrics/relay.py) looks for a change on each of its reads, which follow every tick
-written; the evaluator announces each alert it opens or closes (metrics/announce.py), so on
-PostgreSQL the relay reads at once rather than at the next tick.
+The relay (metrics/relay.py) looks for a change on each of its reads: on SQLite five a second;
+on PostgreSQL at each NOTIFY, which each tick sends and so does each alert opened or closed
+(Alert.announce), at the commit that makes it visible.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
 from alerts.validation import rule_errors
+from metrics.announce import announce
 from metrics.models import Host, Series
 from metrics.selection import HOST_TOTAL
 
@@ -140,6 +141,7 @@ class Alert(models.Model):
                 peak=value,
             )
             alert.notify("opened", at)
+            alert.announce()
         return alert
 
     def close(self, at: datetime) -> None:
@@ -148,6 +150,13 @@ class Alert(models.Model):
             self.ended_at = at
             self.save(update_fields=["ended_at", "peak"])
             self.notify("closed", at)
+            self.announce()
+
+    def announce(self) -> None:
+        """Wake the web processes' relays, which then send the open alerts to the dashboards
+        (alerts/live.py): on PostgreSQL a NOTIFY at commit that names no run (a read of the
+        active runs, which the tick's own NOTIFY has mostly sent already)."""
+        announce(self._state.db or "default", [])
 
     def notify(self, event: str, at: datetime) -> None:
         """Queue the event for each of the rule's receivers."""

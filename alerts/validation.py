@@ -17,6 +17,7 @@ from usage.models import InterfacePlan
 if TYPE_CHECKING:
     from alerts.models import AlertRule
 
+
 def rule_errors(rule: AlertRule) -> dict[str, str]:
     """The rule's errors by field (empty: none). A field that failed its own validation is
     None here, and is not judged again."""
