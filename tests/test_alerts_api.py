@@ -6,9 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 
+from alerts.live import open_alert_ids
 from alerts.models import Alert, AlertRule
 from metrics.models import Host, Series
+from metrics.relay import SampleRelay
 from tests.samples import T0, at
 from tests.test_exposition import key, scrape
 
@@ -104,3 +107,27 @@ def test_metrics_has_one_series_per_open_alert(client, alerts) -> None:
     series, families = scrape(client)
     assert "netmetrics_alert_active" in families
     assert not [k for k in series if k[0] == "netmetrics_alert_active"]
+
+
+def test_the_relay_sends_the_open_alerts_once_per_change(alerts) -> None:
+    relay = SampleRelay()
+    relay.open_alerts = open_alert_ids()
+    assert relay._alerts_changed() is None  # as at subscribe
+    alerts[1].close(T0 + timedelta(minutes=1))
+    message = relay._alerts_changed()
+    assert message is not None
+    assert message["type"] == "alerts"
+    assert [a["id"] for a in message["alerts"]] == [alerts[2].pk]
+    assert message["alerts"][0]["rule"] == "quiet"
+    assert relay._alerts_changed() is None  # once
+
+
+def test_the_admin_lists_rules_and_alerts(client, alerts) -> None:
+    client.force_login(User.objects.create_superuser("root", password="pw"))
+    rules = client.get("/admin/alerts/alertrule/")
+    assert rules.status_code == 200
+    assert [r.name for r in rules.context["cl"].result_list] == ["busy", "quiet"]
+    listed = client.get("/admin/alerts/alert/")
+    assert listed.status_code == 200
+    assert [a.pk for a in listed.context["cl"].result_list] == [a.pk for a in alerts[::-1]]
+    assert client.get("/admin/alerts/alert/add/").status_code == 403
