@@ -62,9 +62,12 @@ class AlertEvaluator:
                 self.reload()
             for sample in samples:
                 self._evaluate(sample)
-        except DatabaseError as exc:
+        except Exception as exc:  # whatever it is, the sampler goes on counting
             if not self._failed:
-                log.warning("alert rules not evaluated (%s); trying again each tick", exc)
+                if isinstance(exc, DatabaseError):
+                    log.warning("alert rules not evaluated (%s); trying again each tick", exc)
+                else:
+                    log.exception("alert rules not evaluated; trying again each tick")
                 self._failed = True
             if not connection.in_atomic_block:  # a broken connection is reopened on next use
                 connection.close_if_unusable_or_obsolete()

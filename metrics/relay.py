@@ -167,8 +167,9 @@ class SampleRelay:
         return announced_runs(payloads)
 
     async def _relay(self, layer: BaseChannelLayer, runs: set[int] | None) -> bool:
-        """Send the new samples of runs (None: of every active run) to this process's group;
-        False when the database could not be read (locked, or briefly unavailable)."""
+        """Send the new samples of runs (None: of every active run) to this process's group,
+        and the open alerts if they changed (alerts/live.py); False when the database could not
+        be read (locked, or briefly unavailable)."""
         try:
             messages = await database_sync_to_async(self._new_messages)(runs)
             alerts = await database_sync_to_async(self._alerts_changed)()
