@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, permissions
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -71,4 +72,5 @@ class AlertRulesView(generics.ListCreateAPIView):
     queryset = AlertRule.objects.select_related("host")
     serializer_class = AlertRuleSerializer
     permission_classes = [CanViewTraffic, MayAddRules]
+    parser_classes = [JSONParser]  # a rule is JSON (forms are the admin's)
     pagination_class = None
