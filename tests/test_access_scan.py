@@ -48,8 +48,9 @@ def unparsable_form(response: schemathesis.Response) -> bool:
     """A POST whose body says it is multipart/form-data without the boundary that would let
     it be read: Twisted (under daphne) refuses it with an empty 400 before the application
     sees it, so it tells nothing either."""
-    request = response.request
-    ctype = request.headers.get("Content-Type", "")
+    ctype = response.request.headers.get("Content-Type", "")
+    if isinstance(ctype, bytes):
+        ctype = ctype.decode("latin-1")
     return (
         response.status_code == 400
         and response.content == b""
