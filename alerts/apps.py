@@ -6,3 +6,6 @@ class AlertsConfig(AppConfig):
 
     name = "alerts"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from alerts import quota_rules  # noqa: F401  (connects its signal receivers)

@@ -5,11 +5,16 @@ closes the alert, delivered by another thread, so a slow receiver never delays a
 from __future__ import annotations
 
 from datetime import datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
+from alerts.validation import rule_errors
+from metrics.announce import announce
 from metrics.models import Host, Series
+from metrics.selection import HOST_TOTAL
 
 
 class AlertRule(models.Model):
@@ -33,6 +38,9 @@ class AlertRule(models.Model):
     ]
     ABOVE, BELOW = "above", "below"
     CONDITIONS = [(ABOVE, "above"), (BELOW, "below")]
+    QUOTA, STALE = "quota_percent", "stale"
+    # The fields that say when an alert opens and closes (the admin's and the API's lists).
+    CONDITION_FIELDS = ("metric", "condition", "level", "clear_level", "duration", "baseline")
 
     name = models.CharField(max_length=100, unique=True)
     enabled = models.BooleanField(default=True)
@@ -68,6 +76,23 @@ class AlertRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def matches(self, series: Series) -> bool:
+        """Whether the rule applies to the series: of its host (none: every host); of its
+        interface, a shell pattern ('en*') or, empty, every interface, neither of which is the
+        host total; 'all' is the host total alone."""
+        if self.host_id is not None and self.host_id != series.host_id:
+            return False
+        if self.interface == HOST_TOTAL or series.interface == HOST_TOTAL:
+            return self.interface == series.interface
+        return not self.interface or fnmatchcase(series.interface, self.interface)
+
+    def clean(self) -> None:
+        """Refuse a definition that could never work, each error on the field to change (the
+        admin's form and the API's serializer both call this)."""
+        errors = rule_errors(self)
+        if errors:
+            raise ValidationError(errors)
+
 
 class Alert(models.Model):
     """One time a rule's condition held on one interface: open until ended_at is set."""
@@ -98,6 +123,12 @@ class Alert(models.Model):
         return Series(self.host_id, self.interface)
 
     @classmethod
+    def still_open(cls) -> models.QuerySet[Alert]:
+        """Every open alert, the newest first, with its rule and host: /api/alerts' `open`,
+        /metrics' netmetrics_alert_active and the dashboard's banner."""
+        return cls.objects.filter(ended_at=None).select_related("rule", "host")
+
+    @classmethod
     def open(cls, rule: AlertRule, series: Series, at: datetime, value: float) -> Alert:
         """A new open alert, and its 'opened' notifications, in one transaction."""
         with transaction.atomic():
@@ -110,6 +141,7 @@ class Alert(models.Model):
                 peak=value,
             )
             alert.notify("opened", at)
+            alert.announce()
         return alert
 
     def close(self, at: datetime) -> None:
@@ -118,6 +150,13 @@ class Alert(models.Model):
             self.ended_at = at
             self.save(update_fields=["ended_at", "peak"])
             self.notify("closed", at)
+            self.announce()
+
+    def announce(self) -> None:
+        """Wake the web processes' relays, which then send the open alerts to the dashboards
+        (alerts/live.py): on PostgreSQL a NOTIFY at commit that names no run (a read of the
+        active runs, which the tick's own NOTIFY has mostly sent already)."""
+        announce(self._state.db or "default", [])
 
     def notify(self, event: str, at: datetime) -> None:
         """Queue the event for each of the rule's receivers."""

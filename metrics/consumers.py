@@ -13,6 +13,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import DatabaseError
 
 from access.live import NOT_LOGGED_IN, admission
+from alerts.live import alerts_message
 from metrics.api.serializers import InterfaceQuerySerializer
 from metrics.relay import GROUP, latest_message, relay
 
@@ -91,6 +92,9 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         latest = await database_sync_to_async(latest_message)(self.iface, host)
         if latest is not None:
             await self.deliver(latest)
+        alerts = await database_sync_to_async(alerts_message)()
+        if alerts["alerts"]:  # the banner's alerts; later changes come as they happen
+            await self.send_json(alerts)
 
     async def disconnect(self, code: int) -> None:
         await self.leave_groups()
@@ -118,6 +122,10 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         message = event["message"]
         if self.iface in (None, message["interface"]) and self.host in (None, message["host"]):
             await self.deliver(message)
+
+    async def alerts_message(self, event: dict[str, Any]) -> None:
+        """The open alerts changed (alerts/live.py): every host's and interface's."""
+        await self.send_json(event["message"])
 
     async def deliver(self, message: dict[str, Any]) -> None:
         """Send a sample of this connection's interface (the first one sent fixes it) once."""

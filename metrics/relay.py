@@ -37,6 +37,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 from psycopg import sql
 
+from alerts.live import alerts_message, open_alert_ids
 from bpf.classes import ALL_COUNTER_NAMES
 from metrics.announce import CHANNEL, announced_runs, listen_parameters
 from metrics.api.serializers import LiveFlowsSerializer, RealtimeSerializer
@@ -87,6 +88,7 @@ class SampleRelay:
         self.task: asyncio.Task[None] | None = None
         self.seen: dict[int, int | None] = {}  # run pk -> pk of its last sample already sent
         self.since: datetime = timezone.now()
+        self.open_alerts: frozenset[int] = frozenset()  # as last sent (alerts/live.py)
         self.unreadable = False  # a read failed, and was logged; the next success is logged
 
     async def subscribe(self) -> None:
@@ -95,6 +97,7 @@ class SampleRelay:
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
             self.since = timezone.now()
             self.seen = await database_sync_to_async(self._current)()
+            self.open_alerts = await database_sync_to_async(open_alert_ids)()
             self.task = loop.create_task(self._run())
 
     def unsubscribe(self) -> None:
@@ -164,10 +167,12 @@ class SampleRelay:
         return announced_runs(payloads)
 
     async def _relay(self, layer: BaseChannelLayer, runs: set[int] | None) -> bool:
-        """Send the new samples of runs (None: of every active run) to this process's group;
-        False when the database could not be read (locked, or briefly unavailable)."""
+        """Send the new samples of runs (None: of every active run) to this process's group,
+        and the open alerts if they changed (alerts/live.py); False when the database could not
+        be read (locked, or briefly unavailable)."""
         try:
             messages = await database_sync_to_async(self._new_messages)(runs)
+            alerts = await database_sync_to_async(self._alerts_changed)()
         except DatabaseError as exc:
             if not self.unreadable:
                 log.warning("relay: cannot read new samples (%s); trying again", exc)
@@ -178,7 +183,17 @@ class SampleRelay:
             self.unreadable = False
         for message in messages:
             await layer.group_send(GROUP, {"type": "sample.message", "message": message})
+        if alerts is not None:
+            await layer.group_send(GROUP, {"type": "alerts.message", "message": alerts})
         return True
+
+    def _alerts_changed(self) -> dict[str, Any] | None:
+        """The banner's message when the open alerts are not those last sent, else None."""
+        now_open = open_alert_ids()
+        if now_open == self.open_alerts:
+            return None
+        self.open_alerts = now_open
+        return alerts_message()
 
     def _runs(self, pks: set[int] | None) -> list[SamplerRun]:
         """The runs with these pks; None: the active ones."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -34,6 +34,14 @@ class Kernel(Protocol):
     def harvest_flows(self) -> Mapping[str, Mapping[bytes, FlowCounts]]: ...
 
 
+class Rules(Protocol):
+    """What evaluates rules on the samples just written: alerts.evaluator.AlertEvaluator."""
+
+    def evaluate(self, samples: Sequence[Sample]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Watched:
     """A run being recorded, and the monotonic times of the counters it holds and of the last
@@ -59,6 +67,8 @@ class Sampler:
     kept in the spool instead, and so is every tick after it until catch_up() has written the
     spool out, oldest first: the database receives every tick, in order, and the samples and
     rollups are those that writing on time would have made. Flows wait in memory meanwhile.
+
+    With `rules`, each tick written (not spooled) has the alert rules evaluated on its samples.
     """
 
     # Each interface is pruned at most every PRUNE_EVERY ticks, one interface a tick: with 50
@@ -74,8 +84,10 @@ class Sampler:
         total: SamplerRun | None = None,
         started: float | None = None,
         spool: Spool | None = None,
+        rules: Rules | None = None,
     ) -> None:
         self.kernel = kernel
+        self.rules = rules
         self.spool = spool
         self._written = WrittenRuns()
         self._retry_at = 0.0  # monotonic: catch_up's next try after a failed one
@@ -186,6 +198,8 @@ class Sampler:
         for name in closing:
             self.watched.pop(name, None)
         self.ticks += 1
+        if self.rules is not None:
+            self.rules.evaluate(samples)
         if not self._to_prune and self.ticks % self.PRUNE_EVERY == 0:
             self._to_prune.extend(run.series for run in self._runs())
         if self._to_prune:
@@ -306,6 +320,8 @@ class Sampler:
             else:
                 written = self.tick(closing=closing)
             if written is not None:
+                if closing is None and self.rules is not None:
+                    self.rules.stop()
                 return True
             time.sleep(pause)
         log.error("the counts since the last sample could not be written")

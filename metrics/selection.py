@@ -71,7 +71,7 @@ class Selection:
                 "name interfaces with --iface NAME[,NAME...] or a pattern ('en*'), or use --all"
             )
         for entry in entries:
-            _check(entry)
+            check_entry(entry)
         return cls(
             names=tuple(e for e in entries if not _is_pattern(e)),
             patterns=tuple(e for e in entries if _is_pattern(e)),
@@ -145,7 +145,7 @@ def _is_pattern(entry: str) -> bool:
     return any(c in entry for c in PATTERN_CHARS)
 
 
-def _check(entry: str) -> None:
+def check_entry(entry: str) -> None:
     """Refuse what the kernel would never accept as an interface name (dev_valid_name)."""
     if len(entry) > IFNAMSIZ - 1:
         raise SelectionError(

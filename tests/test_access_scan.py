@@ -44,6 +44,21 @@ def refusal(url: str, status: int) -> tuple[str, str]:
     return "application/json", r'\{"detail":"Not found."\}'
 
 
+def unparsable_form(response: schemathesis.Response) -> bool:
+    """A POST whose body says it is multipart/form-data without the boundary that would let
+    it be read: Twisted (under daphne) refuses it with an empty 400 before the application
+    sees it, so it tells nothing either."""
+    ctype = response.request.headers.get("Content-Type", "")
+    if isinstance(ctype, bytes):
+        ctype = ctype.decode("latin-1")
+    return (
+        response.status_code == 400
+        and response.content == b""
+        and ctype.startswith("multipart/form-data")
+        and "boundary=" not in ctype
+    )
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[WebServer]:
     tmp = tmp_path_factory.mktemp("scan")
@@ -79,6 +94,8 @@ def test_every_operation_answers_401_in_json_without_a_login(
     case: schemathesis.Case, server: WebServer
 ) -> None:
     response = case.call(base_url=server.url)
+    if unparsable_form(response):
+        return
     # 401 without credentials or with made-up ones (the scheme's generated tokens and
     # passwords), 429 once the made-up passwords lock the address out (tests/test_login.py).
     assert response.status_code in (401, 429, 404), response.status_code

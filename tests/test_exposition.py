@@ -200,6 +200,7 @@ def test_empty_database_is_a_valid_exposition_without_series(client: Client) -> 
         "netmetrics_sampler_up",
         "netmetrics_last_sample_timestamp_seconds",
         "netmetrics_sampler_start_time_seconds",
+        "netmetrics_alert_active",
     }
 
 
@@ -210,7 +211,7 @@ def test_one_query_whatever_the_number_of_interfaces(
         for started in (0, 100):
             run = start_run(iface, started_at=at(started + n))
             run.record(counters(rx_total_bytes=started + n), at(started + n + 1), 1.0)
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(1 + 1):  # the runs, and the open alerts
         series, _ = scrape(client)
     for n, iface in enumerate(("eth0", "eth1", "wlan0")):
         labels = {"interface": iface, "direction": "rx", "class": "total"}

@@ -34,6 +34,11 @@ them, so rename nothing without a deprecation period.
     Unix time the run started, i.e. since when the counters count; ``mode`` is ``native``,
     ``skb`` or ``host`` (the host total), ``egress`` ``true`` or ``false``, ``hostname`` the
     host's name (as ``host`` but never suffixed), ``host_id`` its id.
+``netmetrics_alert_active{host, interface, rule, metric}`` (gauge)
+    1 for each open alert (alerts/models.py): the rule's name and metric, on the host and
+    interface it is open on. No series while no alert is open (the family is there, empty): a
+    closed alert's series ends, so ``netmetrics_alert_active == 1`` is what to alert on, and
+    ``count(netmetrics_alert_active) or vector(0)`` counts them.
 ``netmetrics_host_total_member{host, interface}`` (gauge)
     With a host total (``interface="all"``, the sum of the interfaces that carry nobody else's
     traffic): 1 for each interface of that host its latest sample sums, 0 for one it leaves out
@@ -50,7 +55,7 @@ a stopped sampler shows as down rather than as vanished series.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from uuid import UUID
 
@@ -64,9 +69,10 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 from rest_framework.request import Request
 
+from alerts.models import Alert
 from bpf.classes import CLASSES, counter_name
 from metrics.api.views import TEXT_503, PlainTextView
-from metrics.models import SamplerRun
+from metrics.models import Host, SamplerRun
 
 COUNTER_LABELS = ["host", "interface", "direction", "class"]
 SERIES_LABELS = ["host", "interface"]
@@ -79,10 +85,10 @@ def latest_runs() -> list[SamplerRun]:
     return list(runs.order_by("host__name", "host_id", "interface"))
 
 
-def host_labels(runs: list[SamplerRun]) -> dict[UUID, str]:
-    """Each host's ``host`` label: its name, followed by the start of its id when another host
-    of these runs has the same name."""
-    names = {run.host_id: run.host.name for run in runs}
+def host_labels(hosts: Iterable[Host]) -> dict[UUID, str]:
+    """Each host's ``host`` label: its name, followed by the start of its id when another of
+    these hosts has the same name."""
+    names = {host.pk: host.name for host in hosts}
     shared = Counter(names.values())
     return {
         host: name if shared[name] == 1 else f"{name} ({str(host)[:8]})"
@@ -97,8 +103,10 @@ class SamplerRunCollector(Collector):
         self._now = now
 
     def collect(self) -> Iterator[Metric]:
-        runs = latest_runs()  # before yielding anything: a database error aborts the whole scrape
-        hosts = host_labels(runs)
+        # Before yielding anything: a database error aborts the whole scrape.
+        runs = latest_runs()
+        alerts = list(Alert.still_open())
+        hosts = host_labels([*(run.host for run in runs), *(alert.host for alert in alerts)])
         now = self._now()
         families = {
             unit: CounterMetricFamily(
@@ -163,6 +171,16 @@ class SamplerRunCollector(Collector):
         yield started
         if totals:
             yield member
+        active = GaugeMetricFamily(
+            "netmetrics_alert_active",
+            "1 for each open alert: its rule, the rule's metric, and where it is open.",
+            labels=[*SERIES_LABELS, "rule", "metric"],
+        )
+        for alert in alerts:
+            active.add_metric(
+                [hosts[alert.host_id], alert.interface, alert.rule.name, alert.rule.metric], 1
+            )
+        yield active
 
 
 # Only our collector: no process_*/python_* metrics of whichever web worker answers the scrape.

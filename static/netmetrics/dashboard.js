@@ -309,6 +309,8 @@
         backoff = BACKOFF_MIN_MS; // success: reset the back-off
         showError(null);
         renderSample(msg);
+      } else if (msg.type === 'alerts') {
+        document.dispatchEvent(new CustomEvent('netmetrics:alerts', {detail: msg})); // alerts.js
       } else if (msg.type === 'error') {
         gotError = true;
         showError('Server: ' + (typeof msg.detail === 'string' ? msg.detail : describeError(msg.detail, 400, 'live data')));

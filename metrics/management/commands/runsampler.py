@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, InterfaceError, OperationalError
 
+from alerts.evaluator import AlertEvaluator
 from bpf import capabilities
 from bpf.hooks import detach_leftovers
 from bpf.iface_lock import InterfaceLock
@@ -166,7 +167,8 @@ class Command(BaseCommand):
                             )
                         )
                     top = None if not flow_table else settings.NETMETRICS_FLOW_TOP
-                    sampler = Sampler(counter, interval, top, total, started, spool)
+                    rules = AlertEvaluator(host.pk)
+                    sampler = Sampler(counter, interval, top, total, started, spool, rules)
                     watcher = InterfaceWatcher(host, counter, sampler, selection)
                     # Names alone: each attaches, or the sampler says why and stops.
                     watcher.sync(links, strict=not selection.patterns and not selection.all)
