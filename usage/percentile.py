@@ -36,6 +36,10 @@ class Percentile:
     bps: dict[str, float | None]  # per direction; None without any bucket
 
     @property
+    def bucket_seconds(self) -> int:
+        return self.bucket // timedelta(seconds=1)
+
+    @property
     def buckets_in_window(self) -> int:
         return (self.until - self.since) // self.bucket
 

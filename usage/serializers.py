@@ -150,7 +150,7 @@ class PercentileSerializer(serializers.Serializer):
     iface = serializers.CharField(source="series.interface")
     host = serializers.UUIDField(source="series.host_id", help_text="the id of its host")
     p = serializers.FloatField()
-    bucket_seconds = serializers.IntegerField(source="bucket.total_seconds")
+    bucket_seconds = serializers.IntegerField()
     since = serializers.DateTimeField(help_text="the first bucket's start")
     until = serializers.DateTimeField(help_text="the last bucket's end: now, floored to a bucket")
     buckets = serializers.IntegerField(help_text="buckets with samples: those ranked")
