@@ -17,7 +17,8 @@ from django.utils import timezone
 from metrics.models import Host, SamplerRun, Series
 from tests.samples import start_run, write_samples
 from usage.models import InterfacePlan
-from usage.totals import carried, carried_each
+from usage.report import projection
+from usage.totals import Carried, carried, carried_each
 
 pytestmark = pytest.mark.django_db
 
@@ -197,6 +198,13 @@ def test_the_current_period_is_projected_at_the_last_24_hours_pace(api, history)
             assert current["quota_projected_percent"] == 100 * (projected_rx + projected_tx) / QUOTA
         else:
             assert current["quota_used_percent"] is current["quota_projected_percent"] is None
+
+
+def test_the_projection_of_terabytes_is_exact() -> None:
+    """Integer arithmetic all through: no float rounding, no timedelta overflow."""
+    last_day = Carried(10**15 + 1, 3)
+    month = projection(Carried(7, 0), last_day, NOW, NOW + timedelta(days=30, microseconds=1))
+    assert month == Carried(7 + 30 * (10**15 + 1) + (10**15 + 1) // 86_400_000_000, 90)
 
 
 def test_host_selects_the_series(api, history) -> None:

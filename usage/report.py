@@ -14,6 +14,7 @@ from usage.totals import Carried, carried, carried_each
 
 # Today's pace: the average rate over this much time before now.
 PACE_WINDOW = timedelta(hours=24)
+MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,11 @@ def projection(so_far: Carried, last_day: Carried, now: datetime, end: datetime)
     """A period's bytes at its end if the rest of it goes at today's pace: the bytes so far,
     plus the last PACE_WINDOW's bytes scaled to the time left (integers, rounded down)."""
 
+    # In whole microseconds: an int times a timedelta overflows past 10^9 days' worth.
+    left, window = (end - now) // MICROSECOND, PACE_WINDOW // MICROSECOND
+
     def at_pace(done: int, recent: int) -> int:
-        return done + recent * (end - now) // PACE_WINDOW
+        return done + recent * left // window
 
     return Carried(
         at_pace(so_far.rx_bytes, last_day.rx_bytes), at_pace(so_far.tx_bytes, last_day.tx_bytes)
