@@ -128,6 +128,18 @@ def test_defaults_are_30_days_p95_5_minutes(api, history) -> None:
     assert body["bps"] == brute_force(until - timedelta(days=30), until, 5, "95")["bps"]
 
 
+def test_the_default_window_is_the_minute_retention_when_shorter(api, history, settings) -> None:
+    settings.NETMETRICS_RETENTION = {
+        **settings.NETMETRICS_RETENTION,
+        "minutes": timedelta(days=2, minutes=30),
+    }
+    body = api("/api/stats/percentile?iface=eth0")
+    assert (body["since"], body["until"]) == ("2026-11-18T13:35:00Z", "2026-11-20T13:35:00Z")
+    assert "retention (2 d 00 h" in " ".join(
+        api("/api/stats/percentile?window=3d", status=400)["window"]
+    )
+
+
 def test_without_samples_in_the_window_the_values_are_null(api, history, monkeypatch) -> None:
     monkeypatch.setattr(timezone, "now", lambda: NOW + timedelta(days=5))
     body = api("/api/stats/percentile?iface=eth0&window=1d")

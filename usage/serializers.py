@@ -49,11 +49,22 @@ def _duration(value: str) -> timedelta:
         raise serializers.ValidationError(str(exc)) from None
 
 
+def default_window() -> timedelta:
+    """30 days, as transit is billed, unless the minute tier keeps less: then what it keeps, in
+    whole hours (a whole number of any bucket)."""
+    kept = settings.NETMETRICS_RETENTION[MINUTE.retention]
+    return min(timedelta(days=30), kept // timedelta(hours=1) * timedelta(hours=1))
+
+
 class PercentileQuerySerializer(InterfaceQuerySerializer):
     """?host=&iface=&window=30d&p=95&bucket=5m: a window the minute tier still holds, a whole
     number of buckets; a bucket of whole minutes that divides an hour."""
 
-    window = serializers.CharField(default="30d", max_length=10, help_text="a duration: 30d, 7d")
+    window = serializers.CharField(
+        required=False,
+        max_length=10,
+        help_text="a duration (7d, 24h); default 30d, or the minute tier's retention if shorter",
+    )
     p = serializers.DecimalField(
         max_digits=7, decimal_places=4, default=Decimal(95), help_text="percentile, above 0 to 100"
     )
@@ -88,6 +99,7 @@ class PercentileQuerySerializer(InterfaceQuerySerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
+        attrs.setdefault("window", default_window())
         if attrs["window"] % attrs["bucket"]:
             raise serializers.ValidationError(
                 {"window": ["must be a whole number of buckets (a multiple of bucket)"]}
