@@ -147,7 +147,9 @@ def test_without_samples_in_the_window_the_values_are_null(api, history, monkeyp
 
 
 def test_nearest_rank_in_exact_decimals() -> None:
-    # 0.95 * 8640 in binary floating point is 8208.000000000001: a float ceil would pick 8209.
+    # 99.9 / 100 * 1000 in binary floating point is 999.0000000000001: a float ceil would
+    # pick the 1000th.
+    assert nearest_rank([float(v) for v in range(1000)], Decimal("99.9")) == 998.0
     assert nearest_rank([float(v) for v in range(8640)], Decimal("95")) == 8207.0
     assert nearest_rank([5.0, 1.0, 4.0, 2.0, 3.0], Decimal("50")) == 3.0
     assert nearest_rank([5.0, 1.0, 4.0, 2.0, 3.0], Decimal("100")) == 5.0

@@ -127,23 +127,13 @@ def test_days_are_exact_and_dst_days_have_25_and_23_hours(api, history) -> None:
         "2027-03-27T23:00:00Z",
         "2027-03-28T22:00:00Z",
     )
-    # 75 and 69 regular samples (3 an hour), against 72 on other days.
-    assert (
-        sum(
-            1
-            for start, *_ in ROWS
-            if midnight(date(2026, 10, 25)) <= start < midnight(date(2026, 10, 26))
-        )
-        == 75
-    )
-    assert (
-        sum(
-            1
-            for start, *_ in ROWS
-            if midnight(date(2027, 3, 28)) <= start < midnight(date(2027, 3, 29))
-        )
-        == 69
-    )
+    # The 25th hour is counted, and the 23-hour day stops at its midnight.
+    autumn, spring = datetime(2026, 10, 24, 22, tzinfo=UTC), datetime(2027, 3, 27, 23, tzinfo=UTC)
+    hours = timedelta(hours=1)
+    assert by_day["2026-10-25"]["rx_bytes"] == expected(autumn, autumn + 25 * hours)[0]
+    assert expected(autumn, autumn + 25 * hours) != expected(autumn, autumn + 24 * hours)
+    assert by_day["2027-03-28"]["rx_bytes"] == expected(spring, spring + 23 * hours)[0]
+    assert expected(spring, spring + 23 * hours) != expected(spring, spring + 24 * hours)
 
 
 def test_months_are_exact(api, history) -> None:

@@ -16,7 +16,7 @@ from metrics.units import format_duration
 from usage.models import InterfacePlan
 from usage.periods import BY
 
-# Periods per answer: the hour tier keeps 730 days by default, so more days would be zeros.
+# Periods per answer: beyond 1000 days (the hour tier keeps 730 by default) all would be empty.
 MAX_COUNT = 1000
 DEFAULT_COUNT = {"day": 31, "month": 12, "cycle": 12}
 
