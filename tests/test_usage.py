@@ -245,6 +245,16 @@ def test_periods_off_the_hour_are_exact_too(history) -> None:
     assert [(t.rx_bytes, t.tx_bytes) for t in totals] == [expected(lo, hi) for lo, hi in bounds]
 
 
+def test_a_thousand_days_off_the_hour_count_every_byte_once(api, history, settings) -> None:
+    """1000 days in Asia/Kolkata: 2000 ranges of hour and minute parts, read in chunks (SQLite
+    refuses an OR of 1000 terms)."""
+    settings.NETMETRICS_TIME_ZONE = "Asia/Kolkata"
+    periods = api("/api/stats/usage?iface=eth0&by=day&count=1000")["periods"]
+    assert len(periods) == 1000
+    assert sum(row["rx_bytes"] for row in periods) == sum(rx for _, _, rx, _ in ROWS)
+    assert sum(row["tx_bytes"] for row in periods) == sum(tx for _, _, _, tx in ROWS)
+
+
 # ---------------------------------------------------------------- the plan in the admin
 
 PLANS = "/admin/usage/interfaceplan/"
