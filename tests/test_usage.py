@@ -298,6 +298,12 @@ def test_a_bad_plan_gets_a_clear_error(admin_client, written, fields, field, wor
     assert not InterfacePlan.objects.exists()
 
 
+def test_the_form_lists_the_interfaces_with_samples(admin_client, written) -> None:
+    host = written.host.name
+    page = admin_client.get(f"{PLANS}add/").content.decode()
+    assert f"with samples: {host}: eth0, eth1" in page
+
+
 def test_a_plan_is_saved_and_listed(admin_client, written) -> None:
     response = _post_plan(
         admin_client, written.host, cycle_start_day=15, quota_bytes=10**12, quota_direction="rx"

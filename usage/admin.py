@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.utils.html import escape
 
 from metrics.admin import HostFilter
 from metrics.models import SamplerRun
@@ -20,6 +21,18 @@ class InterfacePlanForm(forms.ModelForm):
     class Meta:
         model = InterfacePlan
         fields = ["host", "interface", "cycle_start_day", "quota_bytes", "quota_direction"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        known: dict[str, list[str]] = {}
+        for run in SamplerRun.objects.speaking().order_by("host__name", "interface"):
+            known.setdefault(run.host.name, []).append(run.interface)
+        if known:
+            listing = "; ".join(f"{host}: {', '.join(names)}" for host, names in known.items())
+            # The admin renders help texts as HTML: the names are the sampler's, escaped.
+            self.fields["interface"].help_text = escape(
+                f"its name on the host; with samples: {listing}"
+            )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
