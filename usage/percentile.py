@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
-from django.db.models import IntegerField, Sum
-from django.db.models.functions import Cast, ExtractMinute, TruncHour
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import BigIntegerField, Func, Sum
+from django.db.models.sql.compiler import SQLCompiler
 
 from metrics.models import Series
 from metrics.tiers import MINUTE
+
+if TYPE_CHECKING:
+    from django.db.models.sql.compiler import _AsSqlType
 
 DIRECTIONS = ("rx", "tx", "total")
 
@@ -51,17 +56,37 @@ def nearest_rank(values: list[float], p: Decimal) -> float | None:
     return sorted(values)[math.ceil(p * len(values) / 100) - 1]
 
 
+class EpochSeconds(Func):
+    """A UTC datetime column's unix seconds, in the database's own code: Django's Extract and
+    Trunc call a Python function per row on SQLite, which made 30 days' 43,200 minutes take
+    three times as long."""
+
+    output_field = BigIntegerField()
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> _AsSqlType:
+        # SQLite holds Django's datetimes as UTC text, which strftime reads. %%%% is a %% once
+        # formatted here, and a % once Django's SQLite cursor has turned %s into ?.
+        template = "CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+    def as_postgresql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> _AsSqlType:
+        template = "CAST(EXTRACT(EPOCH FROM %(expressions)s) AS BIGINT)"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
 def bucket_bytes(
     series: Series, since: datetime, until: datetime, bucket: timedelta
 ) -> list[tuple[int, int]]:
     """(rx, tx) bytes of each bucket in [since, until) that has minute rollups, summed by the
-    database: buckets divide an hour, so one is an hour and its minute // bucket minutes."""
-    minutes = bucket // timedelta(minutes=1)
-    slot = Cast(ExtractMinute("start", tzinfo=UTC), IntegerField()) / minutes
+    database, grouped by unix seconds // bucket seconds (buckets are aligned on the epoch)."""
     rows = (
         MINUTE.rows(series, since, until)
         .order_by()
-        .values(hour=TruncHour("start", tzinfo=UTC), slot=slot)
+        .values(slot=EpochSeconds("start") / (bucket // timedelta(seconds=1)))
         .annotate(rx=Sum("rx_total_bytes"), tx=Sum("tx_total_bytes"))
     )
     return [(row["rx"], row["tx"]) for row in rows]
