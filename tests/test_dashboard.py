@@ -135,7 +135,7 @@ def test_the_page_carries_the_servers_classes_ports_and_stale_factor(client: Cli
     assert mix_hint(page).endswith("(HTTP: TCP 80, HTTPS: TCP 443, DNS: port 53).")
     # The scripts that read them load after the rules and the shared API helper.
     scripts = re.findall(r'<script src="/static/netmetrics/(\w+)\.js"', page)
-    assert scripts == ["units", "api", "charts", "history", "flows", "fleet", "dashboard"]
+    assert scripts == ["units", "api", "charts", "history", "flows", "fleet", "usage", "dashboard"]
     assert page.index('id="dashboard-rules"') < page.index("netmetrics/api.js")
 
 
