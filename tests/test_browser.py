@@ -313,10 +313,10 @@ def test_a_new_sample_reaches_the_cards_and_the_live_chart_within_2_s(world, ope
     assert page.get_attribute("#sampler-egress", "data-egress") == "on"
     assert page.is_visible("#admin-link")
     # Light to dark: the charts are drawn again in the other colours, with the same data.
-    assert page.locator(".chart .uplot").count() == 4
+    assert page.locator(".chart .uplot").count() == 5
     page.emulate_media(color_scheme="dark")
     page.wait_for_function("() => matchMedia('(prefers-color-scheme: dark)').matches")
-    assert page.locator(".chart .uplot").count() == 4
+    assert page.locator(".chart .uplot").count() == 5
     assert page.evaluate("() => window.netmetrics.live.length") == before + 1
 
 
@@ -389,6 +389,67 @@ def test_history_shows_the_seeded_range_with_its_gap(world, open_page) -> None:
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/csv")
     assert len(response.text().strip().splitlines()) >= 7 * 24
+
+
+def test_the_usage_view_draws_the_apis_days_and_months_and_the_95th_percentile(
+    world, open_page
+) -> None:
+    page = open_page().page
+    page.wait_for_selector('#usage[data-state="ok"]')
+    site = world["site"].url
+
+    def api(query: str) -> dict[str, Any]:
+        response = page.request.get(f"{site}/api/stats/{query}")
+        assert response.status == 200, response.text()
+        return response.json()
+
+    def painted(index: int, bars: int) -> int:
+        """Coloured pixels of the chart's canvas in a band around period `index`'s bars."""
+        return page.evaluate(
+            """([i, n]) => {
+                const el = document.getElementById('usage-chart');
+                const canvas = el.querySelector('canvas');
+                const over = el.querySelector('.u-over').getBoundingClientRect();
+                const box = canvas.getBoundingClientRect();
+                const scale = canvas.width / box.width;
+                const x = (over.left - box.left + (i + 0.5) / n * over.width) * scale;
+                const top = (over.top - box.top) * scale;
+                const px = canvas.getContext('2d').getImageData(
+                    Math.round(x - 6 * scale), Math.round(top), Math.round(12 * scale),
+                    Math.round(over.height * scale)).data;
+                let count = 0;
+                for (let k = 3; k < px.length; k += 4) if (px[k] > 0) count += 1;
+                return count;
+            }""",
+            [index, bars],
+        )
+
+    # 31 days: the bars are the API's bytes; the seeded traffic is in the last day or two.
+    days = api("usage?iface=eth0&by=day&count=31")["periods"]
+    data = page.evaluate("() => window.netmetrics.usage.data")
+    assert page.get_attribute("#usage-chart", "data-bars") == "31"
+    assert data["rx"] == [row["rx_bytes"] for row in days]
+    assert data["tx"] == [row["tx_bytes"] for row in days]
+    busiest = max(range(31), key=lambda i: days[i]["total_bytes"])
+    assert days[busiest]["total_bytes"] > 0 and days[0]["total_bytes"] == 0
+    assert painted(busiest, 31) > painted(0, 31) + 100
+    # No plan: the cycle is the calendar month, without a quota (no gauge).
+    assert page.is_hidden("#usage-gauge")
+    assert "no quota set" in page.text_content("#usage-quota")
+    # The 95th percentile beside it, as the API gives it.
+    p95 = api("percentile?iface=eth0&p=95")["bps"]
+    page.wait_for_function("() => document.querySelector('#usage-p95 dd').dataset.value !== ''")
+    shown = page.eval_on_selector_all(
+        "#usage-p95 dd", "dds => dds.map((dd) => [dd.dataset.dir, Number(dd.dataset.value)])"
+    )
+    assert dict(shown) == p95
+    # 12 months.
+    page.click('#usage-by button[data-by="month"]')
+    page.wait_for_selector('#usage-chart[data-bars="12"][data-by="month"]')
+    months = api("usage?iface=eth0&by=month&count=12")["periods"]
+    assert page.evaluate("() => window.netmetrics.usage.data.rx") == [
+        row["rx_bytes"] for row in months
+    ]
 
 
 def test_the_interface_selector_switches_and_keeps_it_in_the_url(world, open_page) -> None:

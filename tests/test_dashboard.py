@@ -136,7 +136,7 @@ def test_the_page_carries_the_servers_classes_ports_and_stale_factor(client: Cli
     # The scripts that read them load after the rules and the shared API helper.
     scripts = re.findall(r'<script src="/static/netmetrics/(\w+)\.js"', page)
     assert scripts == [
-        *("units", "api", "charts", "history", "flows", "fleet", "dashboard", "alerts")
+        *("units", "api", "charts", "history", "flows", "fleet", "usage", "dashboard", "alerts")
     ]
     assert page.index('id="dashboard-rules"') < page.index("netmetrics/api.js")
 

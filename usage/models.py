@@ -24,7 +24,10 @@ class InterfacePlan(models.Model):
         "NETMETRICS_TIME_ZONE",
     )
     quota_bytes = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="bytes a cycle may carry; empty: no quota"
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="bytes a cycle may carry (1 TB: 1000000000000); empty: no quota",
     )
     quota_direction = models.CharField(
         max_length=5,

@@ -1,7 +1,8 @@
 // netmetrics live dashboard: the WebSocket (with back-off), the cards and tables, the interface
 // selector and sampler status (/api/interfaces), the host on screen, and the run summary. Charts:
-// charts.js and history.js; top talkers: flows.js; the host selector and the fleet overview:
-// fleet.js; the classes and the stale factor: the server (api.js).
+// charts.js and history.js; usage and the 95th percentile: usage.js; top talkers: flows.js; the
+// host selector and the fleet overview: fleet.js; the classes and the stale factor: the server
+// (api.js).
 // Server strings are only ever written with textContent.
 'use strict';
 
@@ -35,6 +36,8 @@
   let host = fromUrl('host'); // an id (a name from a hand-typed URL is replaced by its id)
   let streamHost = null;      // the id in the live messages
   const hostId = () => host || streamHost;
+  // The views that follow the interface on screen: history.js's and usage.js's.
+  const follow = (name, h) => { nm.history.setIface(name, h); nm.usage.setIface(name, h); };
   let iface = fromUrl('iface'); // null: follow the interface with the newest sample
   let interfaces = [];        // /api/interfaces
   let ws = null;
@@ -243,7 +246,7 @@
     nowTime.dateTime = last.dateTime;
     body.dataset.lastTimestamp = last.dateTime;
     nm.live.push(msg);
-    if (name) nm.history.setIface(name, hostId());
+    if (name) follow(name, hostId());
     if (name && summaryKey(name) !== summaryAsked) pollSummary();
     if (needBackfill && name) {
       needBackfill = false;
@@ -483,7 +486,7 @@
     fill($('totals-table'), {});
     nm.flows.reset();
     nm.live.reset();
-    if (iface) nm.history.setIface(iface, hostId());
+    if (iface) follow(iface, hostId());
     renderInterfaces();
     reconnectNow();
     pollSummary();
@@ -614,7 +617,7 @@
   showIface(iface);
   // Without ?host=, the first live message says the host, and the history waits for it: an
   // interface name alone may be another host's.
-  if (iface && host) nm.history.setIface(iface, host);
+  if (iface && host) follow(iface, host);
   connect();
   pollInterfaces();
   pollSummary();
