@@ -5,11 +5,13 @@ closes the alert, delivered by another thread, so a slow receiver never delays a
 from __future__ import annotations
 
 from datetime import datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 from django.db import models, transaction
 
 from metrics.models import Host, Series
+from metrics.selection import HOST_TOTAL
 
 
 class AlertRule(models.Model):
@@ -33,6 +35,7 @@ class AlertRule(models.Model):
     ]
     ABOVE, BELOW = "above", "below"
     CONDITIONS = [(ABOVE, "above"), (BELOW, "below")]
+    QUOTA, STALE = "quota_percent", "stale"
 
     name = models.CharField(max_length=100, unique=True)
     enabled = models.BooleanField(default=True)
@@ -67,6 +70,16 @@ class AlertRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def matches(self, series: Series) -> bool:
+        """Whether the rule applies to the series: of its host (none: every host); of its
+        interface, a shell pattern ('en*') or, empty, every interface, neither of which is the
+        host total; 'all' is the host total alone."""
+        if self.host_id is not None and self.host_id != series.host_id:
+            return False
+        if self.interface == HOST_TOTAL or series.interface == HOST_TOTAL:
+            return self.interface == series.interface
+        return not self.interface or fnmatchcase(series.interface, self.interface)
 
 
 class Alert(models.Model):
@@ -113,11 +126,15 @@ class Alert(models.Model):
         return alert
 
     def close(self, at: datetime) -> None:
-        """Ended now, and its 'closed' notifications, in one transaction."""
+        """Ended now, and its 'closed' notifications, in one transaction; only by the first
+        of several processes that close it (two web processes evaluating the stale rule)."""
         with transaction.atomic():
             self.ended_at = at
-            self.save(update_fields=["ended_at", "peak"])
-            self.notify("closed", at)
+            closed = Alert.objects.filter(pk=self.pk, ended_at=None).update(
+                ended_at=at, peak=self.peak
+            )
+            if closed:
+                self.notify("closed", at)
 
     def notify(self, event: str, at: datetime) -> None:
         """Queue the event for each of the rule's receivers."""
