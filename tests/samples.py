@@ -1,8 +1,10 @@
 """Runs and samples written through the models' own code, for tests that need history."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from bpf.classes import ALL_COUNTER_NAMES
+from bpf.flows import FlowCounts
 from metrics.models import Host, SamplerRun
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
@@ -36,3 +38,25 @@ def start_run(
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+class FakeKernel:
+    """eth0's cumulative counters, which grow by 10 packets / 1000 bytes in and 5 / 300 out per
+    read; no flows."""
+
+    def __init__(self) -> None:
+        self.reads = itertools.count(1)
+
+    def read(self) -> dict[str, dict[str, int]]:
+        n = next(self.reads)
+        return {
+            "eth0": counters(
+                rx_total_packets=10 * n,
+                rx_total_bytes=1000 * n,
+                tx_total_packets=5 * n,
+                tx_total_bytes=300 * n,
+            )
+        }
+
+    def harvest_flows(self) -> dict[str, dict[bytes, FlowCounts]]:
+        return {}
