@@ -45,6 +45,7 @@ class Worker:
 
     def start(self) -> None:
         self._thread.start()
+        log.info("delivering alert notifications (%d senders)", self.senders)
 
     def stop(self) -> None:
         """End the polling, wait for the attempts in flight, and close the thread's
