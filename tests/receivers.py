@@ -69,7 +69,8 @@ class StuckReceiver:
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", free_port()))
         self.socket.listen(128)
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/hook"
+        self.port = self.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
 
     def __enter__(self) -> StuckReceiver:
         return self

@@ -4,6 +4,7 @@ failures in the admin."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -17,7 +18,7 @@ from alerts import delivery, outbox
 from alerts.models import Alert, AlertRule, Notification
 from alerts.worker import Worker
 from metrics.models import Host, Series
-from tests.processes import WebServer, db_rows, manage_ok, migrated_env, wait_for
+from tests.processes import WebServer, db_rows, manage, manage_ok, migrated_env, wait_for
 from tests.receivers import Receiver, StuckReceiver
 from tests.samples import T0, at
 
@@ -230,6 +231,56 @@ def test_without_a_mail_server_email_fails_naming_the_setting(settings) -> None:
     with pytest.raises(delivery.DeliveryFailed) as failure:
         delivery.send_email("a@example.com", {"event": "opened", "alert": {}})
     assert str(failure.value) == "no mail server: set NETMETRICS_EMAIL_HOST"
+
+
+def test_a_mail_server_that_never_answers_costs_its_timeout(settings) -> None:
+    settings.EMAIL_BACKEND = delivery.SMTP_BACKEND
+    settings.EMAIL_TIMEOUT = 1
+    with StuckReceiver() as stuck, pytest.raises(delivery.DeliveryFailed) as failure:
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", stuck.port
+        delivery.send_email(
+            "a@example.com",
+            {"event": "opened", "alert": {"rule": "r", "host": "h", "interface": "eth0"}},
+        )
+    assert str(failure.value) == (
+        f"mail server 127.0.0.1:{settings.EMAIL_PORT}: SMTPServerDisconnected: "
+        "Connection unexpectedly closed: timed out"
+    )
+
+
+MAIL_SETTINGS = (
+    "from django.conf import settings as s; print(s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS, "
+    "s.EMAIL_USE_SSL, s.EMAIL_HOST_USER, s.EMAIL_HOST_PASSWORD, s.DEFAULT_FROM_EMAIL, "
+    "s.EMAIL_TIMEOUT)"
+)
+
+
+def test_the_mail_settings_come_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "NETMETRICS_DB": str(tmp_path / "db.sqlite3"),
+        "NETMETRICS_EMAIL_HOST": "smtp.example.org",
+        "NETMETRICS_EMAIL_PORT": "465",
+        "NETMETRICS_EMAIL_SECURITY": "tls",
+        "NETMETRICS_EMAIL_USER": "alerts",
+        "NETMETRICS_EMAIL_PASSWORD": "s3cret",
+        "NETMETRICS_EMAIL_FROM": "nm@example.org",
+        "NETMETRICS_NOTIFY_TIMEOUT": "7",
+    }
+    result = manage(env, "shell", "-v", "0", "-c", MAIL_SETTINGS)
+    assert result.stdout.split() == [
+        "smtp.example.org",
+        "465",
+        "False",
+        "True",
+        "alerts",
+        "s3cret",
+        "nm@example.org",
+        "7",
+    ]
+    result = manage({**env, "NETMETRICS_EMAIL_SECURITY": "ssl"}, "shell", "-c", MAIL_SETTINGS)
+    assert result.returncode != 0
+    assert "NETMETRICS_EMAIL_SECURITY='ssl': use one of none, starttls, tls" in result.stderr
 
 
 def test_a_refused_connection_and_a_redirect_are_failures() -> None:
