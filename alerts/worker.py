@@ -65,6 +65,8 @@ class Worker:
                     self._dispatch()
                 except DatabaseError as exc:
                     self._database_failed(exc)
+                except Exception:  # a bug: logged, and the worker goes on
+                    log.exception("alert notifications: unexpected error")
                 else:
                     self._database_down = False
         finally:
@@ -85,19 +87,24 @@ class Worker:
             try:
                 delivery.send(notification)
             except delivery.DeliveryFailed as exc:
-                retry = outbox.failed(notification, str(exc), timezone.now())
-                log.warning(
-                    "%s notification %s of alert %s to %s failed (attempt %d): %s; %s",
-                    notification.event,
-                    notification.pk,
-                    notification.alert_id,
-                    notification.target,
-                    notification.attempts,
-                    exc,
-                    f"retrying at {retry:%H:%M:%S}" if retry else "given up",
-                )
+                error = str(exc)
+            except Exception as exc:  # a bug, not the receiver: recorded and retried all the same
+                log.exception("alert notifications: unexpected error")
+                error = f"{type(exc).__name__}: {exc}"
             else:
                 outbox.delivered(notification, timezone.now())
+                return
+            retry = outbox.failed(notification, error, timezone.now())
+            log.warning(
+                "%s notification %s of alert %s to %s failed (attempt %d): %s; %s",
+                notification.event,
+                notification.pk,
+                notification.alert_id,
+                notification.target,
+                notification.attempts,
+                error,
+                f"retrying at {retry:%H:%M:%S}" if retry else "given up",
+            )
         except DatabaseError as exc:
             self._database_failed(exc)  # its lease expires: it is attempted again then
         finally:

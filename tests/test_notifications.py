@@ -4,7 +4,9 @@ failures in the admin."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -176,15 +178,28 @@ def test_each_transition_is_posted_once_in_order_by_two_workers(workers) -> None
 @pytest.mark.django_db(transaction=True)
 def test_a_receiver_answering_500_is_retried_and_delivered_once(workers, monkeypatch) -> None:
     monkeypatch.setattr(outbox, "RETRY_FIRST", timedelta(seconds=0.2))
-    with Receiver(statuses=(500,)) as receiver:
-        alert = Alert.open(make_rule(webhook=receiver.url), eth0(), T0, 2e6)
-        workers()
-        receiver.wait_posts(2)
-        wait_for(lambda: notification(alert, "opened").delivered_at, 10, "delivered")
-        time.sleep(0.5)
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("netmetrics.alerts").addHandler(handler)
+    try:
+        with Receiver(statuses=(500,)) as receiver:
+            alert = Alert.open(make_rule(webhook=receiver.url), eth0(), T0, 2e6)
+            workers()
+            receiver.wait_posts(2)
+            wait_for(lambda: notification(alert, "opened").delivered_at, 10, "delivered")
+            time.sleep(0.5)
+    finally:
+        logging.getLogger("netmetrics.alerts").removeHandler(handler)
     assert [post.body["event"] for post in receiver.posts] == ["opened", "opened"]
     row = notification(alert, "opened")
     assert (row.attempts, row.last_error, row.next_attempt_at) == (2, "", None)
+    [failure] = [line for line in logged if "failed" in line]
+    assert re.fullmatch(
+        f"opened notification {row.pk} of alert {alert.pk} to {re.escape(receiver.url)} failed "
+        r"\(attempt 1\): HTTP 500 Internal Server Error; retrying at \d\d:\d\d:\d\d",
+        failure,
+    ), failure
 
 
 @pytest.mark.django_db(transaction=True)
