@@ -1,13 +1,13 @@
-"""Alert rules, edited here (AlertRule.clean refuses a bad definition as form errors), and the
-alerts they opened, read-only: the sampler opens and closes them."""
+"""Alert rules, edited here (AlertRule.clean refuses a bad definition as form errors); the
+alerts they opened and their notifications, read-only, in admin_notifications."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.db import models
-from django.http import HttpRequest
 
-from alerts.models import Alert, AlertRule
+from alerts import admin_notifications  # noqa: F401 (alerts and their notifications)
+from alerts.models import AlertRule
 
 
 @admin.register(AlertRule)
@@ -21,17 +21,3 @@ class AlertRuleAdmin(admin.ModelAdmin):
         ("Condition", {"fields": AlertRule.CONDITION_FIELDS}),
         ("Receivers", {"fields": ("webhook", "emails")}),
     )
-
-
-@admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
-    list_display = ("rule", "host", "interface", "started_at", "ended_at", "value", "peak")
-    list_filter = ("rule", "host")
-    list_select_related = ("rule", "host")
-    date_hierarchy = "started_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Alert | None = None) -> bool:
-        return False

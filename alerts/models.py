@@ -145,12 +145,16 @@ class Alert(models.Model):
         return alert
 
     def close(self, at: datetime) -> None:
-        """Ended now, and its 'closed' notifications, in one transaction."""
+        """Ended now, and its 'closed' notifications, in one transaction; only by the first
+        of several processes that close it (two web processes evaluating the stale rule)."""
         with transaction.atomic():
             self.ended_at = at
-            self.save(update_fields=["ended_at", "peak"])
-            self.notify("closed", at)
-            self.announce()
+            closed = Alert.objects.filter(pk=self.pk, ended_at=None).update(
+                ended_at=at, peak=self.peak
+            )
+            if closed:
+                self.notify("closed", at)
+                self.announce()
 
     def announce(self) -> None:
         """Wake the web processes' relays, which then send the open alerts to the dashboards

@@ -34,6 +34,16 @@ NETMETRICS_LOGIN_FAILURES, NETMETRICS_LOGIN_COOLOFF
                           locked out (5), and for how long after its last failure (15m)
 NETMETRICS_TIME_ZONE      the zone of usage's days, months and billing cycles (an IANA name;
                           default the server's own, from /etc/localtime)
+NETMETRICS_NOTIFY         0 in a web process that must not deliver alert notifications nor
+                          evaluate the stale rule (default 1: every web process does, and
+                          several on one database deliver each notification once)
+NETMETRICS_NOTIFY_TIMEOUT seconds a webhook or the mail server may take to answer (5)
+NETMETRICS_EMAIL_HOST     the SMTP server of e-mail notifications; without it they fail
+NETMETRICS_EMAIL_PORT     its port (25; 587 is usual with starttls, 465 with tls)
+NETMETRICS_EMAIL_SECURITY none, starttls or tls (implicit TLS) (default none)
+NETMETRICS_EMAIL_USER, NETMETRICS_EMAIL_PASSWORD
+                          the login on it, if it wants one
+NETMETRICS_EMAIL_FROM     the sender (default netmetrics@ this host's name)
 """
 
 import os
@@ -117,6 +127,25 @@ NETMETRICS_SPOOL_TICKS = env_int("NETMETRICS_SPOOL_TICKS", default=21_600, low=1
 # timestamps and the admin's are UTC, as they have always been).
 NETMETRICS_TIME_ZONE = env_time_zone("NETMETRICS_TIME_ZONE")
 NETMETRICS_FLOW_TOP = env_int("NETMETRICS_FLOW_TOP", default=20, low=1, high=1000)
+
+# Alert notifications (alerts/worker.py): delivered by a thread of each web process unless off.
+NETMETRICS_NOTIFY = env_bool("NETMETRICS_NOTIFY", default=True)
+NETMETRICS_NOTIFY_TIMEOUT = env_int("NETMETRICS_NOTIFY_TIMEOUT", default=5, low=1, high=300)
+# E-mail through Django's SMTP backend; no host means no mail server (alerts/delivery.py says
+# so in each e-mail notification's error, rather than trying Django's default, localhost).
+EMAIL_HOST = os.environ.get("NETMETRICS_EMAIL_HOST", "").strip()
+EMAIL_PORT = env_int("NETMETRICS_EMAIL_PORT", default=25, low=1, high=65535)
+_EMAIL_SECURITY = env_choice(
+    "NETMETRICS_EMAIL_SECURITY", ("none", "starttls", "tls"), default="none"
+)
+EMAIL_USE_TLS = _EMAIL_SECURITY == "starttls"
+EMAIL_USE_SSL = _EMAIL_SECURITY == "tls"
+EMAIL_HOST_USER = os.environ.get("NETMETRICS_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("NETMETRICS_EMAIL_PASSWORD", "")
+EMAIL_TIMEOUT = NETMETRICS_NOTIFY_TIMEOUT
+DEFAULT_FROM_EMAIL = (
+    os.environ.get("NETMETRICS_EMAIL_FROM", "").strip() or f"netmetrics@{socket.gethostname()}"
+)
 
 INSTALLED_APPS = [
     "daphne",

@@ -132,3 +132,11 @@ def api(client):
         return response.json()
 
     return get
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No notification worker in the test process (netmetrics/asgi.py, which test_consumer
+    imports, would start one on the test database): the tests start their own."""
+    from django.conf import settings
+
+    settings.NETMETRICS_NOTIFY = False

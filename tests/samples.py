@@ -1,9 +1,11 @@
 """Runs and samples written through the models' own code, for tests that need history."""
 
+import itertools
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from bpf.classes import ALL_COUNTER_NAMES
+from bpf.flows import FlowCounts
 from metrics.batch import insert_rows
 from metrics.models import Host, Sample, SamplerRun
 from metrics.tiers import ROLLUPS
@@ -67,3 +69,25 @@ def write_samples(run: SamplerRun, rows: Iterable[tuple[datetime, float, int, in
     run.measured_seconds = sum(sample.elapsed for sample in samples)
     run.last_sample = max(samples, key=lambda sample: sample.start)
     run.save(update_fields=["measured_seconds", "last_sample"])
+
+
+class FakeKernel:
+    """eth0's cumulative counters, which grow by 10 packets / 1000 bytes in and 5 / 300 out per
+    read; no flows."""
+
+    def __init__(self) -> None:
+        self.reads = itertools.count(1)
+
+    def read(self) -> dict[str, dict[str, int]]:
+        n = next(self.reads)
+        return {
+            "eth0": counters(
+                rx_total_packets=10 * n,
+                rx_total_bytes=1000 * n,
+                tx_total_packets=5 * n,
+                tx_total_bytes=300 * n,
+            )
+        }
+
+    def harvest_flows(self) -> dict[str, dict[bytes, FlowCounts]]:
+        return {}

@@ -1,38 +1,13 @@
 """The sampler's bookkeeping, with a fake counter source: no root needed."""
 
-import itertools
-
 import pytest
 from django.db import OperationalError
 
-from bpf.flows import FlowCounts
 from metrics.models import Sample, SamplerRun
 from metrics.sampler import Sampler
-from tests.samples import counters, start_run
+from tests.samples import FakeKernel, start_run
 
 pytestmark = pytest.mark.django_db
-
-
-class FakeKernel:
-    """eth0's cumulative counters, which grow by 10 packets / 1000 bytes in and 5 / 300 out per
-    read; no flows."""
-
-    def __init__(self) -> None:
-        self.reads = itertools.count(1)
-
-    def read(self) -> dict[str, dict[str, int]]:
-        n = next(self.reads)
-        return {
-            "eth0": counters(
-                rx_total_packets=10 * n,
-                rx_total_bytes=1000 * n,
-                tx_total_packets=5 * n,
-                tx_total_bytes=300 * n,
-            )
-        }
-
-    def harvest_flows(self) -> dict[str, dict[bytes, FlowCounts]]:
-        return {}
 
 
 def sampler_of(run: SamplerRun) -> Sampler:
