@@ -1,6 +1,7 @@
 """Alerts for real: known traffic through a veth pair into a network namespace, counted by the
 kernel programs and a real `runsampler`, whose rules open and close alerts in the database with
-one notification per transition per receiver.
+one notification per transition per receiver, which a web server's worker posts to a local
+webhook receiver exactly once each.
 
 Every datagram is UDP_FRAME bytes on the wire and the link carries nothing else (tests/netns.py),
 so the bytes received are exact; only the rates depend on the sender's pacing, and each phase
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.netns import UDP_FRAME, VethPair, veth_pair
-from tests.processes import Managed, db_rows, manage_ok, migrated_env, wait_for
+from tests.processes import Managed, WebServer, db_rows, manage_ok, migrated_env, wait_for
+from tests.receivers import Receiver
 
 BITS = UDP_FRAME * 8
 LEVEL, CLEAR = 40 * BITS, 15 * BITS  # rx_bps: 40 and 15 datagrams a second
@@ -29,10 +31,10 @@ BURST = (50, 1 / 25)  # under the level: the bandwidth rule stays closed
 
 
 @pytest.fixture
-def webhook() -> str:
-    """The rule's webhook: nobody listens here; an integration with the delivery worker gives
-    its test server's URL instead."""
-    return "http://127.0.0.1:9/netmetrics-alerts"
+def webhook() -> Iterator[Receiver]:
+    """The rule's webhook: a local receiver that records what the web server's worker posts."""
+    with Receiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture
@@ -75,16 +77,17 @@ def samples(env: dict[str, str], iface: str) -> list[tuple[float, float, int]]:
 
 
 def test_rules_open_and_close_alerts_on_known_traffic(
-    pair: VethPair, tmp_path: Path, webhook: str
+    pair: VethPair, tmp_path: Path, webhook: Receiver
 ) -> None:
-    env = migrated_env(tmp_path / "netmetrics.sqlite3")
+    env = {**migrated_env(tmp_path / "netmetrics.sqlite3"), "NETMETRICS_NOTIFY": "1"}
     iface = pair.host_iface
     setup = (
         "from alerts.models import AlertRule\n"
         "from metrics.models import Host\n"
         "from usage.models import InterfacePlan\n"
         f"AlertRule.objects.create(name='busy', interface={iface!r}, metric='rx_bps',\n"
-        f"    level={LEVEL}, clear_level={CLEAR}, webhook={webhook!r}, emails='ops@example.com')\n"
+        f"    level={LEVEL}, clear_level={CLEAR}, webhook={webhook.url!r},\n"
+        "    emails='ops@example.com')\n"
         f"InterfacePlan.objects.create(host=Host.objects.local(), interface={iface!r},\n"
         f"    quota_bytes={QUOTA}, quota_direction='rx')\n"
     )
@@ -98,7 +101,9 @@ def test_rules_open_and_close_alerts_on_known_traffic(
         "--no-flows",
         "--no-tcp-health",
     )
+    web = WebServer(env, tmp_path / "web.log")  # its worker delivers the notifications
     try:
+        web.wait_healthy()
         wait_for(lambda: not sampler.running() or samples(env, iface), 60, "the first sample")
         sampler.ensure_running()
         crossing = time.time()
@@ -112,7 +117,10 @@ def test_rules_open_and_close_alerts_on_known_traffic(
         wait_for(lambda: alerts(env, "busy")[0][2], 5, "the alert to close")
         assert pair.sending_udp(*BURST).wait(30) == 0
         wait_for(lambda: alerts(env, f"{pair_host(env)} {iface}: quota 90%"), 5, "90 % of quota")
+        webhook.wait_posts(2, timeout=30)  # the bandwidth alert's opening and closing
+        time.sleep(2)  # two more polls of the worker: nothing more is posted
     finally:
+        web.stop()
         assert sampler.stop() == 0, sampler.output()
     seen = samples(env, iface)
     [(alert_id, started, ended, value, peak)] = alerts(env, "busy")
@@ -134,9 +142,9 @@ def test_rules_open_and_close_alerts_on_known_traffic(
         alert_id,
     )
     assert [n[:3] for n in notices] == [
-        ("opened", "webhook", webhook),
+        ("opened", "webhook", webhook.url),
         ("opened", "email", "ops@example.com"),
-        ("closed", "webhook", webhook),
+        ("closed", "webhook", webhook.url),
         ("closed", "email", "ops@example.com"),
     ]
     payloads = [json.loads(p) if isinstance(p, str) else p for *_, p in notices]
@@ -162,6 +170,8 @@ def test_rules_open_and_close_alerts_on_known_traffic(
     assert datetime.fromisoformat(closed["alert"]["started_at"]).timestamp() == started
     assert datetime.fromisoformat(closed["alert"]["ended_at"]).timestamp() == ended
     assert opened["alert"] == {**closed["alert"], "ended_at": None, "peak": value}
+    # Delivered by the web server's worker: each transition once, in order, as queued.
+    assert [post.body for post in webhook.posts] == [opened, closed]
     # The quota: 75 % was passed by the 300th datagram (of 315 before the burst), 90 % by the
     # 360th, 100 % never (365 of 400).
     received = 0
