@@ -10,11 +10,13 @@ Every tick of a host is one `SamplerRun.objects.record()` of its three runs in o
 as `Sampler.tick` makes it (samples, minute and hour rollups, runs), with the cumulative counters
 of bench/fill_history.py's traffic (one stream per interface; the total sums them), an interval
 of the real time since the host's last write, and after the commit the sampler's pruning (one
-series a tick on 3 ticks of 10). Flows are off (no LiveFlows, no flow minutes).
+series a tick on 3 ticks of 10, from the host's own slot). Flows are off (no LiveFlows, no flow
+minutes).
 
 Ticks follow runsampler's clock: a host ticks on its own wall-clock phase (`spread`: the phase
-runsampler gives it against a central database, Host.tick_phase of its id; `aligned`: every
-host on the whole second, as NTP-synced samplers would be without phases), and after a tick it
+runsampler gives it against a central database, Host.tick_phase of its id, and its pruning on
+Host.prune_slot's tick; `aligned`: every host on the whole second and pruning on the same
+ticks, as NTP-synced samplers started together would be without them), and after a tick it
 waits for the next boundary after now, so a tick that ends after the next one's time skips it.
 One process writes its hosts one after the other, on one connection: what a transaction-pooling
 connection pool in front of the database does with many samplers.
@@ -70,9 +72,9 @@ from bench.fleet_history import INTERFACES, SERIES, host_id, host_name  # noqa: 
 from bpf.classes import ALL_COUNTER_NAMES  # noqa: E402
 from metrics.models import Host, Recording, SamplerRun, Series  # noqa: E402
 from metrics.retention import prune  # noqa: E402
+from metrics.sampler import Sampler  # noqa: E402
 from metrics.selection import HOST_TOTAL  # noqa: E402
 
-PRUNE_EVERY = 10  # metrics.sampler.Sampler.PRUNE_EVERY: one series a tick, every 10th tick
 Statement = tuple[str, Any]  # SQL with %s placeholders, and its parameters (None: none)
 Prepared = tuple[bytes, list[bytes | None]]  # a prepared statement's name, its values as text
 
@@ -85,6 +87,7 @@ class SimulatedHost:
     runs: list[SamplerRun]
     traffic: list[Traffic]
     phase: float  # seconds after the whole second that it ticks at
+    prune_slot: int  # the tick of every Sampler.PRUNE_EVERY that it starts pruning on
     last_written: float  # unix time of its last write: its next interval starts there
     replay: list[Prepared] | None = None  # a captured tick's statements, to send again
     ticks: int = 0
@@ -129,8 +132,9 @@ class SimulatedHost:
         self.ticks += 1
 
     def prune(self) -> None:
-        """The sampler's pruning after a tick: every PRUNE_EVERY ticks, its series one a tick."""
-        if not self.to_prune and self.ticks % PRUNE_EVERY == 0:
+        """The sampler's pruning after a tick: a round every Sampler.PRUNE_EVERY ticks, on the
+        host's slot, its series one a tick."""
+        if not self.to_prune and Sampler.prune_round_starts(self.ticks, self.prune_slot):
             self.to_prune.extend(run.series for run in self.runs)
         if self.to_prune:
             prune(self.to_prune.popleft(), timezone.now())
@@ -207,9 +211,12 @@ def set_up(first: int, last: int, phases: str) -> list[SimulatedHost]:
                 )
             runs.append(run)
         last_written = max(run.last_written() for run in runs).timestamp()
-        phase = Host(id=host_id(index)).tick_phase(1.0) if phases == "spread" else 0.0
+        host = Host(id=host_id(index))
+        spread = phases == "spread"
+        phase = host.tick_phase(1.0) if spread else 0.0
+        slot = host.prune_slot(Sampler.PRUNE_EVERY) if spread else 0
         traffic = [Traffic(index * len(INTERFACES) + k) for k in range(len(INTERFACES))]
-        hosts.append(SimulatedHost(index, runs, traffic, phase, last_written))
+        hosts.append(SimulatedHost(index, runs, traffic, phase, slot, last_written))
     return hosts
 
 

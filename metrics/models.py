@@ -100,14 +100,25 @@ class Host(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def spread(self, purpose: bytes = b"") -> float:
+        """A fraction in [0, 1), the same at every start and spread evenly over a fleet by a
+        hash of the purpose and the id (each purpose's independent of the others'): so that a
+        fleet's samplers, started together or not, do not all do the same work at once."""
+        digest = hashlib.sha256(purpose + self.id.bytes).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
     def tick_phase(self, interval: float) -> float:
         """Seconds after each wall-clock multiple of the interval at which this host's sampler
-        ticks when it writes to a central database: the same every start, and spread evenly
-        over the interval by the id's hash across a fleet. On the whole second, every
-        NTP-synced sampler of a fleet would commit in the same few milliseconds, and the last
-        of 500 after the next second began (README, "Fleet scale")."""
-        digest = hashlib.sha256(self.id.bytes).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64 * interval
+        ticks when it writes to a central database. On the whole second, every NTP-synced
+        sampler of a fleet would commit in the same few milliseconds, and the last of 500
+        after the next second began (README, "Fleet scale")."""
+        return self.spread() * interval
+
+    def prune_slot(self, every: int) -> int:
+        """Which of every `every` ticks this host's sampler starts a round of pruning on
+        (metrics.sampler.Sampler.PRUNE_EVERY): with samplers started together, a fleet's
+        rounds would otherwise fall on the same ticks, 500 hosts' deletes at once."""
+        return int(self.spread(b"prune") * every)
 
 
 @dataclass(frozen=True)

@@ -85,8 +85,10 @@ class Sampler:
         started: float | None = None,
         spool: Spool | None = None,
         rules: Rules | None = None,
+        prune_slot: int = 0,
     ) -> None:
         self.kernel = kernel
+        self.prune_slot = prune_slot  # Host.prune_slot: the tick of every PRUNE_EVERY it prunes on
         self.rules = rules
         self.spool = spool
         self._written = WrittenRuns()
@@ -200,7 +202,7 @@ class Sampler:
         self.ticks += 1
         if self.rules is not None:
             self.rules.evaluate(samples)
-        if not self._to_prune and self.ticks % self.PRUNE_EVERY == 0:
+        if not self._to_prune and self.prune_round_starts(self.ticks, self.prune_slot):
             self._to_prune.extend(run.series for run in self._runs())
         if self._to_prune:
             self.prune(self._to_prune.popleft())
@@ -301,6 +303,11 @@ class Sampler:
     def _runs(self) -> list[SamplerRun]:
         runs = [w.run for w in self.watched.values()]
         return runs if self.total is None else [*runs, self.total.run]
+
+    @classmethod
+    def prune_round_starts(cls, ticks: int, slot: int) -> bool:
+        """Whether a round of pruning (one series a tick) starts after the tick-th tick."""
+        return (ticks + slot) % cls.PRUNE_EVERY == 0
 
     def prune(self, series: Series) -> None:
         try:

@@ -22,6 +22,7 @@ from bpf.loader import Counted
 from metrics.links import Link
 from metrics.management.commands import runsampler
 from metrics.models import HOST_TOTAL, Host, Sample, SamplerRun
+from metrics.sampler import Sampler
 from tests.samples import counters
 
 pytestmark = pytest.mark.django_db
@@ -175,12 +176,16 @@ def test_a_spool_it_cannot_open_is_one_line(requires_postgres, fake, settings, t
     assert fake.log == ["preflight"]  # nothing built, nothing attached
 
 
-def test_a_fleets_samplers_tick_each_on_its_own_phase_spread_over_the_interval() -> None:
+def test_a_fleets_samplers_tick_and_prune_each_on_its_own_phase_and_slot() -> None:
     hosts = [Host(id=uuid.uuid5(uuid.NAMESPACE_DNS, f"host{i}.fleet")) for i in range(1000)]
     phases = [host.tick_phase(1.0) for host in hosts]
-    tenths = Counter(int(phase * 10) for phase in phases)
-    assert sorted(tenths) == list(range(10))
-    assert all(70 <= count <= 130 for count in tenths.values()), tenths  # 100 each, within 3 sd
+    slots = [host.prune_slot(Sampler.PRUNE_EVERY) for host in hosts]
+    for spread in (Counter(int(phase * 10) for phase in phases), Counter(slots)):
+        assert sorted(spread) == list(range(10))
+        assert all(70 <= count <= 130 for count in spread.values()), spread  # 100 each, 3 sd
+    # Independent of each other: a tenth of the phase has its hosts' prunes on every slot.
+    assert len({slot for phase, slot in zip(phases, slots, strict=True) if phase < 0.1}) == 10
+    assert Host(id=hosts[0].id).prune_slot(10) == slots[0]
     assert hosts[0].tick_phase(10.0) == pytest.approx(phases[0] * 10)  # a share of the interval
     assert Host(id=hosts[0].id).tick_phase(1.0) == phases[0]  # the same at every start
 

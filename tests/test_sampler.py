@@ -75,3 +75,14 @@ def test_flush_writes_the_last_partial_interval(clock) -> None:
     clock[0] = 100.4
     sampler.flush()
     assert Sample.objects.get().elapsed == pytest.approx(0.4)
+
+
+def test_a_sampler_starts_its_rounds_of_pruning_on_its_hosts_slot(clock, monkeypatch) -> None:
+    sampler = Sampler(FakeKernel(), interval=1.0, prune_slot=3)
+    sampler.watch(start_run(), started=100.0)
+    pruned: list[int] = []
+    monkeypatch.setattr(sampler, "prune", lambda series: pruned.append(sampler.ticks))
+    for second in range(1, 26):
+        clock[0] = 100.0 + second
+        sampler.tick()
+    assert pruned == [7, 17]  # one series: a round is one tick, every 10th, 3 before slot 0's

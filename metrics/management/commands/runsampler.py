@@ -168,7 +168,16 @@ class Command(BaseCommand):
                         )
                     top = None if not flow_table else settings.NETMETRICS_FLOW_TOP
                     rules = AlertEvaluator(host.pk)
-                    sampler = Sampler(counter, interval, top, total, started, spool, rules)
+                    sampler = Sampler(
+                        counter,
+                        interval,
+                        top,
+                        total,
+                        started,
+                        spool,
+                        rules,
+                        prune_slot=host.prune_slot(Sampler.PRUNE_EVERY),
+                    )
                     watcher = InterfaceWatcher(host, counter, sampler, selection)
                     # Names alone: each attaches, or the sampler says why and stops.
                     watcher.sync(links, strict=not selection.patterns and not selection.all)
