@@ -122,10 +122,10 @@ NETMETRICS_SPOOL = Path(
 )
 NETMETRICS_SPOOL_TICKS = env_int("NETMETRICS_SPOOL_TICKS", default=21_600, low=10, high=10**8)
 
-# The top flows of each minute the sampler stores: this many by bytes, and by packets.
 # Usage's days, months and cycles are this zone's; Django's own TIME_ZONE stays UTC (the API's
 # timestamps and the admin's are UTC, as they have always been).
 NETMETRICS_TIME_ZONE = env_time_zone("NETMETRICS_TIME_ZONE")
+# The top flows of each minute the sampler stores: this many by bytes, and by packets.
 NETMETRICS_FLOW_TOP = env_int("NETMETRICS_FLOW_TOP", default=20, low=1, high=1000)
 
 # Alert notifications (alerts/worker.py): delivered by a thread of each web process unless off.
