@@ -22,6 +22,7 @@ from django.db.models import BigIntegerField, Func, Sum
 from django.db.models.sql.compiler import SQLCompiler
 
 from metrics.models import Series
+from metrics.rates import bandwidth_bps
 from metrics.tiers import MINUTE
 
 if TYPE_CHECKING:
@@ -99,9 +100,9 @@ def percentile(
     sums = bucket_bytes(series, since, until, bucket)
     seconds = bucket.total_seconds()
     averages = {
-        "rx": [rx * 8 / seconds for rx, _ in sums],
-        "tx": [tx * 8 / seconds for _, tx in sums],
-        "total": [(rx + tx) * 8 / seconds for rx, tx in sums],
+        "rx": [bandwidth_bps(rx, seconds) for rx, _ in sums],
+        "tx": [bandwidth_bps(tx, seconds) for _, tx in sums],
+        "total": [bandwidth_bps(rx + tx, seconds) for rx, tx in sums],
     }
     bps = {direction: nearest_rank(averages[direction], p) for direction in DIRECTIONS}
     return Percentile(series, p, bucket, since, until, len(sums), bps)
