@@ -19,7 +19,7 @@ TYPE = "alerts"
 
 
 def open_alert_ids() -> frozenset[int]:
-    return frozenset(Alert.objects.filter(ended_at=None).values_list("pk", flat=True))
+    return frozenset(Alert.still_open().values_list("pk", flat=True))
 
 
 def alerts_message() -> dict[str, Any]:
