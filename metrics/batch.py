@@ -15,6 +15,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 # Fields whose Python values (int, float) every driver takes unprepared.
 NUMBERS = (models.IntegerField, models.FloatField)
+# A statement's parameters at most: PostgreSQL's protocol counts them in 16 bits, which
+# Django's bulk_batch_size leaves to the caller (it knows SQLite's own, lower limit).
+MAX_PARAMETERS = 65_535
 
 
 def update_rows(
@@ -92,7 +95,7 @@ def _inserts(
     quote = db.ops.quote_name
     columns = ", ".join(quote(_column(field)) for field in fields)
     row = f"({', '.join(['%s'] * len(fields))})"
-    size = max(1, db.ops.bulk_batch_size(fields, list(objects)))
+    size = max(1, min(db.ops.bulk_batch_size(fields, list(objects)), MAX_PARAMETERS // len(fields)))
     for first in range(0, len(objects), size):
         batch = objects[first : first + size]
         yield (

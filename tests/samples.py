@@ -59,13 +59,9 @@ def write_samples(run: SamplerRun, rows: Iterable[tuple[datetime, float, int, in
         )
         for start, elapsed, rx, tx in rows
     ]
-    # In chunks: PostgreSQL takes at most 65,535 parameters a statement, and the batch helpers
-    # size their statements by SQLite's limit only (the sampler's ticks are far smaller).
-    for first in range(0, len(samples), 500):
-        chunk = samples[first : first + 500]
-        insert_rows(Sample, chunk)
-        for tier in ROLLUPS:
-            tier.rollup_model.objects.add(chunk)
+    insert_rows(Sample, samples)
+    for tier in ROLLUPS:
+        tier.rollup_model.objects.add(samples)
     run.measured_seconds = sum(sample.elapsed for sample in samples)
     run.last_sample = max(samples, key=lambda sample: sample.start)
     run.save(update_fields=["measured_seconds", "last_sample"])

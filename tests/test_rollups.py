@@ -9,7 +9,7 @@ from django.test import override_settings
 
 from metrics.models import FlowMinute, HourRollup, MinuteRollup, Recording, Sample, SamplerRun
 from metrics.retention import prune
-from tests.samples import at, counters, start_run
+from tests.samples import at, counters, start_run, write_samples
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +54,17 @@ def test_sampler_writes_keep_minute_and_hour_buckets_current() -> None:
     assert hour.rx_total_bytes == first.rx_total_bytes + second.rx_total_bytes
     assert hour.rx_tcp_bytes == hour.rx_total_bytes
     assert hour.peak_bandwidth_bps == (1000 + 10) * 8
+
+
+def test_a_thousand_rows_of_90_columns_go_in_statements_the_database_takes() -> None:
+    # 90,000 parameters in one INSERT would pass Django's bulk_batch_size on PostgreSQL and
+    # exceed its protocol's 65,535 (metrics.batch.MAX_PARAMETERS).
+    write_samples(start_run(), [(at(i), 1.0, 100 + i, 10) for i in range(1000)])
+    assert Sample.objects.count() == 1000
+    assert sum(Sample.objects.values_list("rx_total_bytes", flat=True)) == 100 * 1000 + 499_500
+    minutes = MinuteRollup.objects.order_by("start")
+    assert [m.samples for m in minutes] == [60] * 16 + [40]
+    assert sum(m.rx_total_bytes for m in minutes) == 100 * 1000 + 499_500
 
 
 def test_one_batch_records_several_runs_into_new_and_existing_buckets(
