@@ -22,7 +22,7 @@ from usage.totals import Carried, carried
 class _Cycle:
     plan: InterfacePlan
     period: Period
-    used: int  # bytes of the quota's direction carried in the period so far
+    used: Carried  # in the period so far
 
 
 class QuotaMeters:
@@ -47,7 +47,8 @@ class QuotaMeters:
         sample is to be given once, in order."""
         series = Series(sample.host_id, sample.interface)
         plan = self.plans.get(series)
-        if plan is None or not plan.quota_bytes:
+        quota = None if plan is None else plan.quota
+        if plan is None or quota is None:
             self._cycles.pop(series, None)
             return None
         cycle = self._cycles.get(series)
@@ -55,11 +56,11 @@ class QuotaMeters:
             zone = ZoneInfo(settings.NETMETRICS_TIME_ZONE)
             period = period_of("cycle", sample.start, zone, plan.cycle_start_day)
             # The sample is written already: read up to its start and add it below.
-            used = carried(series, period.start, sample.start).of(plan.quota_direction)
-            cycle = self._cycles[series] = _Cycle(plan, period, used)
-        own = Carried(sample.rx_total_bytes, sample.tx_total_bytes)
-        cycle.used += own.of(plan.quota_direction)
-        return 100.0 * cycle.used / plan.quota_bytes
+            cycle = self._cycles[series] = _Cycle(
+                plan, period, carried(series, period.start, sample.start)
+            )
+        cycle.used += Carried(sample.rx_total_bytes, sample.tx_total_bytes)
+        return quota.percent(cycle.used)
 
 
 def _same(a: InterfacePlan, b: InterfacePlan) -> bool:

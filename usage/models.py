@@ -6,6 +6,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from metrics.models import Host
+from usage.totals import Quota
 
 
 class InterfacePlan(models.Model):
@@ -48,3 +49,7 @@ class InterfacePlan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host.name} {self.interface}"
+
+    @property
+    def quota(self) -> Quota | None:
+        return Quota(self.quota_bytes, self.quota_direction) if self.quota_bytes else None

@@ -10,21 +10,11 @@ from zoneinfo import ZoneInfo
 from metrics.models import Series
 from usage.models import InterfacePlan
 from usage.periods import Period, recent_periods
-from usage.totals import Carried, carried, carried_each
+from usage.totals import Carried, Quota, carried, carried_each
 
 # Today's pace: the average rate over this much time before now.
 PACE_WINDOW = timedelta(hours=24)
 MICROSECOND = timedelta(microseconds=1)
-
-
-@dataclass(frozen=True)
-class Quota:
-    bytes: int
-    direction: str  # rx, tx or total (InterfacePlan.quota_direction)
-
-    def percent(self, carried: Carried | None) -> float | None:
-        """How much of the quota `carried` used, in percent (None: nothing to compare)."""
-        return None if carried is None else 100 * carried.of(self.direction) / self.bytes
 
 
 @dataclass(frozen=True)
@@ -72,7 +62,7 @@ def usage(series: Series, by: str, count: int, now: datetime, time_zone: str) ->
     """The `count` periods of `by` up to the one holding now, exact from the tiers."""
     plan = InterfacePlan.objects.filter(host_id=series.host_id, interface=series.interface).first()
     cycle_start_day = plan.cycle_start_day if plan else 1
-    quota = Quota(plan.quota_bytes, plan.quota_direction) if plan and plan.quota_bytes else None
+    quota = plan.quota if plan else None
     periods = recent_periods(by, count, now, ZoneInfo(time_zone), cycle_start_day)
     totals = carried_each(series, [(period.start, period.end) for period in periods])
     current = projection(totals[-1], carried(series, now - PACE_WINDOW, now), now, periods[-1].end)

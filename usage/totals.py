@@ -27,6 +27,21 @@ class Carried:
         """Bytes in one direction: rx, tx or total (InterfacePlan.quota_direction)."""
         return self.total_bytes if direction == "total" else getattr(self, f"{direction}_bytes")
 
+    def __add__(self, other: Carried) -> Carried:
+        return Carried(self.rx_bytes + other.rx_bytes, self.tx_bytes + other.tx_bytes)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A plan's quota (InterfacePlan.quota): bytes a cycle may carry, in one direction."""
+
+    bytes: int
+    direction: str  # rx, tx or total (InterfacePlan.quota_direction)
+
+    def percent(self, carried: Carried | None) -> float | None:
+        """How much of the quota `carried` used, in percent (None: nothing to compare)."""
+        return None if carried is None else 100 * carried.of(self.direction) / self.bytes
+
 
 def carried(series: Series, since: datetime, until: datetime) -> Carried:
     """The bytes of the samples that started in [since, until): whole hours from the hour
