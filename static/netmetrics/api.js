@@ -1,7 +1,8 @@
 // netmetrics: what the dashboard's scripts take from the server (window.netmetrics.api).
 // `rules`: the classes, their labels, transports and applications, the application ports and the
 // stale factor, rendered into the page (metrics/dashboard.py); `getJson`, `getData` and
-// `describeError`: the one way the scripts fetch the API and say what went wrong.
+// `describeError`: the one way the scripts fetch the API and say what went wrong; `url`: how
+// they write its queries.
 'use strict';
 
 (() => {
@@ -34,5 +35,15 @@
     return data;
   }
 
-  nm.api = {rules, getJson, getData, describeError};
+  // path?name=value&... of params in their order, leaving out those null, undefined or empty
+  // (a host not yet known, no interface): the one way the scripts build an API query.
+  function url(path, params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params || {})) {
+      if (v != null && v !== '') q.set(k, v);
+    }
+    return q.toString() ? `${path}?${q.toString()}` : path;
+  }
+
+  nm.api = {rules, getJson, getData, describeError, url};
 })();

@@ -58,15 +58,7 @@
   let summaryAsked = null; // the host and interface of the last summary request
 
   // An API query about what is on screen: the host (once known), the interface, and extra.
-  function onScreen(name, extra) {
-    const q = new URLSearchParams();
-    const h = hostId();
-    if (h) q.set('host', h);
-    if (name) q.set('iface', name);
-    for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
-    return q;
-  }
-  const withQuery = (path, q) => (q.toString() ? path + '?' + q.toString() : path);
+  const onScreen = (path, name, extra) => nm.api.url(path, {host: hostId(), iface: name, ...extra});
 
   const getPath = (obj, path) => path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
 
@@ -128,7 +120,7 @@
     el.dataset.iface = name || ''; // the name itself ("all"), whatever the heading says
     el.textContent = !name ? '—' : isTotal(name) ? 'all interfaces (host total)' : name;
     el.title = (name && membersHint(name)) || 'Interface';
-    $('api-link').href = withQuery('/api/metrics/realtime', onScreen(name));
+    $('api-link').href = onScreen('/api/metrics/realtime', name);
     const select = $('iface-select');
     if (name && select.value !== name) select.value = name;
     showHost();
@@ -262,7 +254,7 @@
   async function backfill(name, egress) {
     const since = new Date(Date.now() - 300 * 1000).toISOString();
     const fields = ['bandwidth_bps', 'packets_per_sec', ...nm.live.MIX.map((c) => c + '_bandwidth_bps')].join(',');
-    const url = (dir) => withQuery('/api/metrics/history', onScreen(name, {step: '1s', since, direction: dir, fields}));
+    const url = (dir) => onScreen('/api/metrics/history', name, {step: '1s', since, direction: dir, fields});
     const asked = hostId();
     try {
       const [rx, tx] = await Promise.all([getJson(url('rx')), egress ? getJson(url('tx')) : null]);
@@ -277,7 +269,7 @@
   // ---------------------------------------------------------------- WebSocket with back-off
   function wsUrl() {
     return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host +
-      withQuery('/ws/metrics/', onScreen(iface));
+      onScreen('/ws/metrics/', iface);
   }
 
   function connect() {
@@ -444,7 +436,7 @@
     interfacesAskedAt = Date.now();
     const asked = hostId();
     try {
-      const {resp, data} = await getJson(withQuery('/api/interfaces', onScreen(null)));
+      const {resp, data} = await getJson(onScreen('/api/interfaces', null));
       if (mine !== interfacesSeq || !resp.ok || !Array.isArray(data)) return;
       if (asked && asked !== hostId()) return; // another host meanwhile: its own poll follows
       interfaces = hostInterfaces(data, asked);
@@ -590,7 +582,7 @@
     const mine = ++summarySeq;
     const box = $('summary');
     try {
-      const {resp, data} = await getJson(withQuery('/api/stats/summary', onScreen(name)));
+      const {resp, data} = await getJson(onScreen('/api/stats/summary', name));
       if (mine !== summarySeq) return; // a newer request is in flight
       box.dataset.iface = name;
       if (resp.ok && data && typeof data === 'object') {

@@ -83,15 +83,14 @@
   }
 
   function query(r, extra) {
-    const q = new URLSearchParams({
+    return nm.api.url('/api/metrics/history', {
       since: new Date(r.since).toISOString(),
       until: new Date(r.until).toISOString(),
       step: 'auto',
+      host,
+      iface,
+      ...extra,
     });
-    if (host) q.set('host', host);
-    if (iface) q.set('iface', iface);
-    for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
-    return '/api/metrics/history?' + q.toString();
   }
 
   function csvHref() {

@@ -134,10 +134,7 @@
 
   // ---------------------------------------------------------------- loading
   function url(path, params) {
-    const q = new URLSearchParams(params);
-    if (host) q.set('host', host);
-    if (iface) q.set('iface', iface);
-    return `${path}?${q.toString()}`;
+    return nm.api.url(path, {...params, host, iface});
   }
 
   function message(text) {
