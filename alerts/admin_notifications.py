@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from alerts import outbox
-from alerts.delivery import SMTP_BACKEND
+from alerts.delivery import email_unconfigured
 from alerts.models import Alert, Notification
 from metrics.admin import ReadOnlyAdmin
 
@@ -43,10 +42,6 @@ class StateFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
         return queryset.filter(STATES[value]) if value in STATES else queryset
-
-
-def email_unconfigured() -> bool:
-    return settings.EMAIL_BACKEND == SMTP_BACKEND and not settings.EMAIL_HOST
 
 
 @admin.register(Notification)

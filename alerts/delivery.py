@@ -70,9 +70,14 @@ def post_webhook(url: str, payload: dict[str, Any]) -> None:
         raise DeliveryFailed(f"HTTP {status}")
 
 
+def email_unconfigured() -> bool:
+    """Whether e-mail would go to Django's SMTP backend with no server set (the admin warns)."""
+    return settings.EMAIL_BACKEND == SMTP_BACKEND and not settings.EMAIL_HOST
+
+
 def send_email(addresses: str, payload: dict[str, Any]) -> None:
     """One plain-text message to the comma-separated addresses."""
-    if settings.EMAIL_BACKEND == SMTP_BACKEND and not settings.EMAIL_HOST:
+    if email_unconfigured():
         raise DeliveryFailed("no mail server: set NETMETRICS_EMAIL_HOST")
     subject, body = email_text(payload)
     message = EmailMessage(
